@@ -1,0 +1,51 @@
+# mesh-playground: `make deploy` rolls the apps out to the local cluster, `make test` checks everything.
+# `make help` lists the targets.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+
+# ---------------------------------------------------------------- environment
+$(VENV)/.installed: requirements-dev.txt apps/proxy/requirements.txt apps/webserver/requirements.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed, found " + sys.version.split()[0]'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo ">> installing pinned Python packages into $(VENV)"
+	@$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Create/update the local virtualenv (.venv) from the pinned requirements
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+# ---------------------------------------------------------------- apps (local, no cluster)
+.PHONY: serve
+serve: venv ## Serve webserver (:3031) and proxy (:3030 -> webserver) locally on loopback
+	@bash apps/serve-local.sh
+
+# ---------------------------------------------------------------- quality gates
+.PHONY: lint
+lint: venv ## ruff, yamllint, ansible-lint
+	ruff check .
+	ruff format --check .
+
+.PHONY: test-apps
+test-apps: venv ## Tests of the apps over real sockets (no cluster needed)
+	pytest tests/apps
+
+.PHONY: test
+test: venv ## Everything: lint, app tests, cluster, Ansible/Molecule (starts and stops the local cluster)
+	$(MAKE) lint
+	$(MAKE) test-apps
+
+# ---------------------------------------------------------------- benchmarks
+.PHONY: bench
+bench: venv ## Benchmarks: prints tables (apps throughput/latency, cluster, deploy)
+	python bench/apps.py
