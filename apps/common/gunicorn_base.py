@@ -1,0 +1,72 @@
+"""Gunicorn settings shared by both apps (each app's gunicorn.conf.py imports them).
+
+Every setting comes from the environment (see the README's configuration table). Choices:
+- gthread workers: the proxy waits on its upstream and /delay sleeps; a sync worker would block
+  on either, and sync workers close every connection, so a proxy in front of them would pay a
+  new TCP connection per request.
+- keep-alive longer than Envoy's default idle timeout (1 h): the side that closes an idle
+  connection first must be the mesh, or a request racing the close gets a 503.
+- graceful shutdown: SIGTERM stops accepting, in-flight requests finish (GUNICORN_GRACEFUL_TIMEOUT).
+- read-only root filesystem: worker heartbeat files in /dev/shm, no control socket file.
+- access log: one JSON object per line, built with json.dumps (a JSON access_log_format
+  string would only escape '"', not backslashes or control characters).
+"""
+
+import datetime
+import json
+import os
+
+from gunicorn.glogging import Logger
+
+
+def env_int(name, default, low=1, high=1_000_000):
+    """An integer setting from the environment, refused with a clear message when invalid."""
+    raw = os.environ.get(name, "")
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise SystemExit(f"{name}={raw!r}: expected an integer from {low} to {high}")
+    return value
+
+
+class JsonAccessLogger(Logger):
+    """Gunicorn's logger, with access log lines as JSON objects (one per line)."""
+
+    def access(self, resp, req, environ, request_time):
+        if not self.access_log_enabled:
+            return
+        status = resp.status
+        if isinstance(status, str):
+            status = int(status.split(None, 1)[0])
+        record = {
+            "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
+            "remote_addr": environ.get("REMOTE_ADDR"),
+            "method": environ.get("REQUEST_METHOD"),
+            "target": environ.get("RAW_URI"),
+            "status": status,
+            "bytes": getattr(resp, "sent", None),
+            "duration_ms": round(request_time.total_seconds() * 1000, 3),
+            "x_request_id": environ.get("HTTP_X_REQUEST_ID"),
+            "user_agent": environ.get("HTTP_USER_AGENT"),
+        }
+        # A message without arguments is never %-formatted by logging: the JSON stays intact.
+        self.access_log.info(json.dumps(record))
+
+
+bind = f"{os.environ.get('BIND_ADDRESS', '127.0.0.1')}:{env_int('PORT', 3030, 1, 65535)}"
+worker_class = "gthread"
+workers = env_int("WEB_CONCURRENCY", 2)
+threads = env_int("GUNICORN_THREADS", 8)
+keepalive = env_int("GUNICORN_KEEPALIVE", 3700)
+graceful_timeout = env_int("GUNICORN_GRACEFUL_TIMEOUT", 30)
+# Import the app in the master: a bad setting fails the start once, with its message.
+preload_app = True
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
+control_socket_disable = True
+logger_class = JsonAccessLogger
+accesslog = None if os.environ.get("ACCESS_LOG", "on") == "off" else "-"
+errorlog = "-"

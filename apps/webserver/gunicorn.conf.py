@@ -1,0 +1,13 @@
+"""Gunicorn settings of the webserver: the shared ones (apps/common/gunicorn_base.py) and its app.
+
+`cd apps/webserver && gunicorn` serves it on $PORT (default 3030); settings: the README's table.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "common"))
+
+from gunicorn_base import *  # noqa: F403
+
+wsgi_app = "webserver:application"
