@@ -45,6 +45,11 @@ test: venv ## Everything: lint, app tests, cluster, Ansible/Molecule (starts and
 	$(MAKE) lint
 	$(MAKE) test-apps
 
+# ---------------------------------------------------------------- mesh policies (Istio CRDs, roles/mesh_policies)
+.PHONY: istio-crds
+istio-crds: ## Install Istio's CRDs (ISTIO_API_VERSION in cluster/versions.env) into the running local cluster
+	cluster/istio-crds.sh
+
 # ---------------------------------------------------------------- benchmarks
 .PHONY: bench
 bench: venv ## Benchmarks: prints tables (apps throughput/latency, cluster, deploy)
