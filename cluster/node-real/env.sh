@@ -1,0 +1,30 @@
+# Settings of the real node (sourced after cluster/lib.sh). One node, one bridge, host processes:
+# containerd (Debian), kubelet and kube-proxy (built at KUBERNETES_VERSION), CoreDNS (Go module).
+# shellcheck shell=bash
+
+NODE_NAME=${CLUSTER_REAL_NODE_NAME:-mesh-playground-node}
+NODE_DIR=$STATE_DIR/node-real                 # generated configs (git-ignored .cluster/)
+NODE_RUN=/run/mesh-playground                 # sockets, runtime state (tmpfs)
+NODE_LIB=/var/lib/mesh-playground             # containerd images/snapshots, kubelet root: kept across up/down
+CONTAINERD_SOCKET=$NODE_RUN/containerd/containerd.sock
+CONTAINERD_ROOT=$NODE_LIB/containerd
+KUBELET_ROOT=$NODE_LIB/kubelet
+CNI_CONF_DIR=$NODE_DIR/cni
+CNI_BIN_DIR=/usr/lib/cni
+
+# This node's slice of POD_CIDR, on a bridge we create; its gateway address is the node's
+# address (kubelet, CoreDNS) so pods and the host talk only over this bridge.
+NODE_BRIDGE=mpbr0
+NODE_POD_CIDR=10.244.0.0/24
+NODE_IP=10.244.0.1
+CLUSTER_DNS_IP=$NODE_IP
+CLUSTER_DOMAIN=cluster.local
+FIREWALL_CHAIN=MESH-PLAYGROUND-NODE
+
+COREDNS_HOME=$CACHE_DIR/coredns/$COREDNS_VERSION
+COREDNS_READY_PORT=${CLUSTER_COREDNS_READY_PORT:-18181}
+KUBELET_HEALTHZ_PORT=${CLUSTER_KUBELET_HEALTHZ_PORT:-10248}
+KUBE_PROXY_HEALTHZ_PORT=${CLUSTER_KUBE_PROXY_HEALTHZ_PORT:-10256}
+KUBE_PROXY_METRICS_PORT=${CLUSTER_KUBE_PROXY_METRICS_PORT:-10249}
+
+ctr_k8s() { ctr --address "$CONTAINERD_SOCKET" --namespace k8s.io "$@"; }
