@@ -1,0 +1,242 @@
+"""Helpers of the app tests: real gunicorn processes and a recording upstream on 127.0.0.1."""
+
+import contextlib
+import http.server
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+APPS = REPO / "apps"
+GUNICORN = Path(sys.executable).with_name("gunicorn")
+DEADLINE = 20.0  # seconds any start/stop may take on a loaded 2-core machine
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate, what, timeout=DEADLINE, interval=0.02):
+    """Poll `predicate` until it returns a true value; fail with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)  # polling interval, not synchronisation
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict  # lower-case names; repeated headers joined with ", "
+    body: bytes
+
+    @property
+    def text(self):
+        return self.body.decode()
+
+
+def parse_response(data):
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        key = name.strip().lower()
+        headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
+    return Response(status, headers, body)
+
+
+def raw_request(port, target, headers=(), method="GET", timeout=DEADLINE):
+    """Send the request bytes as given (no client-side normalisation) and read to EOF."""
+    if isinstance(target, str):
+        target = target.encode("latin-1")
+    # gunicorn reads only the first Connection header to decide whether to close.
+    lines = [
+        method.encode() + b" " + target + b" HTTP/1.1",
+        b"Host: 127.0.0.1",
+        b"Connection: close",
+    ]
+    lines += [f"{name}: {value}".encode("latin-1") for name, value in headers]
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(b"\r\n".join(lines) + b"\r\n\r\n")
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return parse_response(b"".join(chunks))
+
+
+def get(port, target, headers=()):
+    return raw_request(port, target, headers)
+
+
+class Gunicorn:
+    """`cd apps/<app> && gunicorn` on a free loopback port, stdout+stderr in a log file."""
+
+    def __init__(self, app, log_dir, env=None):
+        self.app = app
+        self.port = free_port()
+        self.log_path = Path(log_dir) / f"{app}-{self.port}.log"
+        self.env = {
+            **os.environ,
+            "PORT": str(self.port),
+            "BIND_ADDRESS": "127.0.0.1",
+            "WEB_CONCURRENCY": "1",
+            "GUNICORN_THREADS": "4",
+            **(env or {}),
+        }
+        self.process = None
+
+    def start(self, wait=True):
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [str(GUNICORN)],
+                cwd=APPS / self.app,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        if wait:
+            wait_for(self._ready, f"{self.app} to answer /readyz on port {self.port}")
+        return self
+
+    def _ready(self):
+        if self.process.poll() is not None:
+            raise AssertionError(f"{self.app} exited {self.process.returncode}:\n{self.log()}")
+        try:
+            return raw_request(self.port, "/readyz", timeout=2).status == 200
+        except OSError:
+            return False
+
+    def log(self):
+        return self.log_path.read_text(errors="replace")
+
+    def access_log(self):
+        """The JSON access log records written so far."""
+        return [json.loads(line) for line in self.log().splitlines() if line.startswith("{")]
+
+    def terminate(self):
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def stop(self):
+        if not self.process or self.process.poll() is not None:
+            return
+        self.terminate()
+        try:
+            self.process.wait(timeout=DEADLINE)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+@dataclass
+class Seen:
+    """One request as the upstream received it."""
+
+    requestline: str
+    path: str
+    headers: list
+    client_port: int
+
+
+@dataclass
+class RecordingUpstream:
+    """An HTTP/1.1 upstream on loopback that records every request it receives.
+
+    Paths (after any base path): /status/<code>, /bytes/<n> (Content-Length), /chunked/<n>,
+    /hold (waits for `release`), /nonutf8; `redirects` maps a path to a Location.
+    Anything else answers 200 "upstream saw <raw path>".
+    """
+
+    base: str = ""
+    seen: list = field(default_factory=list)
+    redirects: dict = field(default_factory=dict)
+    arrived: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def start(self):
+        upstream = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                upstream.seen.append(
+                    Seen(
+                        self.requestline,
+                        self.path,
+                        list(self.headers.items()),
+                        self.client_address[1],
+                    )
+                )
+                path = self.path.removeprefix(upstream.base)
+                if path in upstream.redirects:
+                    return self.answer(302, b"moved", [("Location", upstream.redirects[path])])
+                if match := re.fullmatch(r"/status/(\d+)", path):
+                    return self.answer(int(match[1]), b"status " + match[1].encode())
+                if match := re.fullmatch(r"/bytes/(\d+)", path):
+                    return self.answer(200, b"x" * int(match[1]))
+                if match := re.fullmatch(r"/chunked/(\d+)", path):
+                    return self.chunked(b"y" * int(match[1]))
+                if path == "/hold":
+                    upstream.arrived.set()
+                    upstream.release.wait(DEADLINE)
+                    return self.answer(200, b"held")
+                if path == "/nonutf8":
+                    return self.answer(200, b"bad \xff\xfe bytes")
+                return self.answer(200, b"upstream saw " + self.path.encode("latin-1"))
+
+            def answer(self, status, body, headers=()):
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def chunked(self, body):
+                self.send_response(200)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                for start in range(0, len(body), 4096):
+                    piece = body[start : start + 4096]
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.write(b"0\r\n\r\n")
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}{self.base}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self):
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@contextlib.contextmanager
+def no_new_requests(server):
+    before = len(server.seen)
+    yield
+    assert server.seen[before:] == [], "the upstream must not have been called"
