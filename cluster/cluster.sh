@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# The local Kubernetes cluster of this checkout (state in .cluster/, binaries in ~/.cache).
+#
+#   cluster/cluster.sh up       build if needed, start everything, wait until nodes are Ready
+#   cluster/cluster.sh down     stop every process it started (none is left behind)
+#   cluster/cluster.sh status   what runs; for a dead component, where its log is (exit 3 if not all up)
+#   cluster/cluster.sh clean    down, then delete .cluster/ (PKI, etcd data, logs)
+#
+# CLUSTER_NODE_MODE=kwok|real picks the nodes (cluster/node-<mode>/node.sh); default kwok.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+. "$CLUSTER_DIR/pki.sh"
+. "$CLUSTER_DIR/components.sh"
+
+NODE_MODE_FILE=$CLUSTER_DIR/node-$CLUSTER_NODE_MODE/node.sh
+[ -f "$NODE_MODE_FILE" ] ||
+	die "CLUSTER_NODE_MODE=$CLUSTER_NODE_MODE is unknown: $NODE_MODE_FILE does not exist (modes: $(
+		cd "$CLUSTER_DIR" && ls -d node-*/ 2>/dev/null | sed 's|node-||; s|/||' | tr '\n' ' '
+	))"
+# shellcheck source=cluster/node-kwok/node.sh
+. "$NODE_MODE_FILE"
+COMPONENTS=("${CONTROL_PLANE_COMPONENTS[@]}" "${NODE_COMPONENTS[@]}")
+START_TIMEOUT=${CLUSTER_START_TIMEOUT:-120}
+
+# component_fn cmd kube-apiserver -> cmd_kube_apiserver
+component_fn() { echo "${1}_${2//-/_}"; }
+
+start_component() {
+	local name=$1 pid port started=$SECONDS ready
+	ready=$(component_fn ready "$name")
+	pid=$(component_pid "$name")
+	if [ -n "$pid" ]; then
+		wait_until "$name" "$START_TIMEOUT" "readiness" "$ready"
+		info "$name: already running (pid $pid)"
+		return
+	fi
+	for port in $("$(component_fn ports "$name")"); do require_free_port "$port" "$name"; done
+	CMD=()
+	"$(component_fn cmd "$name")"
+	[ -x "${CMD[0]}" ] || die "$name: ${CMD[0]} is missing; run cluster/build.sh"
+	start_process "$name" "${CMD[@]}"
+	wait_until "$name" "$START_TIMEOUT" "readiness" "$ready"
+	info "$name: ready in $((SECONDS - started))s (pid $(component_pid "$name"), log $(log_file "$name"))"
+}
+
+node_is_ready() {
+	[ "$(kubectl_admin get node "$1" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')" = True ]
+}
+
+cmd_up() {
+	local started=$SECONDS name
+	"$CLUSTER_DIR/build.sh" kubernetes etcd
+	node_build
+	mkdir -p "$STATE_DIR/bin" "$DATA_DIR" "$LOG_DIR" "$RUN_DIR"
+	ln -sfn "$K8S_HOME/bin/kubectl" "$KUBECTL"
+	pki_ensure_control_plane
+	node_prepare
+	for name in "${COMPONENTS[@]}"; do start_component "$name"; done
+	echo "$CLUSTER_NODE_MODE" >"$RUN_DIR/node-mode"
+
+	node_register
+	for name in $(node_names); do
+		wait_until "${NODE_COMPONENTS[-1]}" "$START_TIMEOUT" "node $name Ready" node_is_ready "$name"
+	done
+	# Pods can only be created once a namespace has its default ServiceAccount.
+	wait_until kube-controller-manager "$START_TIMEOUT" "the default ServiceAccount" \
+		kubectl_admin get serviceaccount default --namespace default
+	info "cluster up in $((SECONDS - started))s: $CLUSTER_NODE_MODE mode, nodes $(node_names | tr '\n' ' ')"
+	cat <<EOF
+kubeconfig: $KUBECONFIG_FILE (context $CONTEXT_NAME)
+kubectl:    $KUBECTL
+  e.g.  export KUBECONFIG=$KUBECONFIG_FILE; $KUBECTL get nodes
+EOF
+}
+
+# Components with a pid file, node components first, then the control plane in reverse order.
+started_components() {
+	local file name i
+	for file in "$RUN_DIR"/*.pid; do
+		[ -e "$file" ] || continue
+		name=$(basename "$file" .pid)
+		[[ " ${CONTROL_PLANE_COMPONENTS[*]} " == *" $name "* ]] || echo "$name"
+	done
+	for ((i = ${#CONTROL_PLANE_COMPONENTS[@]} - 1; i >= 0; i--)); do
+		name=${CONTROL_PLANE_COMPONENTS[i]}
+		[ ! -e "$(pid_file "$name")" ] || echo "$name"
+	done
+}
+
+cmd_down() {
+	local started=$SECONDS name pid left
+	for name in $(started_components); do
+		pid=$(component_pid "$name")
+		if [ -n "$pid" ]; then
+			info "stopping $name (pid $pid)"
+			stop_pid "$pid" 30
+		fi
+		rm -f "$(pid_file "$name")"
+	done
+	# Anything else that carries our marker (a child, or a component whose pid file was lost).
+	for pid in $(marked_pids); do
+		warn "stopping leftover process $pid: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-120)"
+		stop_pid "$pid" 10
+	done
+	left=$(marked_pids)
+	[ -z "$left" ] || die "processes still running after cluster-down: $left"
+	rm -f "$RUN_DIR/node-mode"
+	info "cluster stopped in $((SECONDS - started))s (state kept in $STATE_DIR; 'make cluster-clean' deletes it)"
+}
+
+cmd_status() {
+	local name pid all_up=true
+	for name in "${COMPONENTS[@]}"; do
+		pid=$(component_pid "$name")
+		if [ -n "$pid" ] && "$(component_fn ready "$name")" >/dev/null 2>&1; then
+			printf '  %-24s running (pid %s)\n' "$name" "$pid"
+		elif [ -n "$pid" ]; then
+			printf '  %-24s running (pid %s) but not ready; log: %s\n' "$name" "$pid" "$(log_file "$name")"
+			all_up=false
+		elif [ -e "$(pid_file "$name")" ]; then
+			printf '  %-24s DEAD (exited); log: %s\n' "$name" "$(log_file "$name")"
+			tail -n 5 "$(log_file "$name")" 2>/dev/null | sed 's/^/      | /'
+			all_up=false
+		else
+			printf '  %-24s stopped\n' "$name"
+			all_up=false
+		fi
+	done
+	if ready_kube_apiserver 2>/dev/null; then
+		echo "nodes ($CLUSTER_NODE_MODE mode):"
+		kubectl_admin get nodes 2>&1 | sed 's/^/  /'
+		echo "kubeconfig: $KUBECONFIG_FILE"
+	fi
+	$all_up || return 3
+}
+
+cmd_clean() {
+	cmd_down
+	rm -rf "$STATE_DIR"
+	info "deleted $STATE_DIR"
+}
+
+case ${1:-} in
+up | down | status | clean) "cmd_$1" ;;
+*)
+	echo "usage: $0 up|down|status|clean" >&2
+	exit 2
+	;;
+esac

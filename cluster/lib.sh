@@ -1,0 +1,157 @@
+# Shared by the cluster scripts (sourced, not run): paths, messages, ports, processes.
+# shellcheck shell=bash
+
+CLUSTER_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(dirname "$CLUSTER_DIR")
+# shellcheck source=cluster/versions.env
+. "$CLUSTER_DIR/versions.env"
+
+# Build outputs live outside the repo, one directory per component and version.
+CACHE_DIR=${CLUSTER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mesh-playground}
+K8S_HOME=$CACHE_DIR/k8s/$KUBERNETES_VERSION
+ETCD_HOME=$CACHE_DIR/etcd/$ETCD_VERSION
+KWOK_HOME=$CACHE_DIR/kwok/$KWOK_VERSION
+
+# Runtime state of this checkout's cluster (git-ignored).
+STATE_DIR=$REPO_DIR/.cluster
+PKI_DIR=$STATE_DIR/pki
+CONF_DIR=$STATE_DIR/config
+DATA_DIR=$STATE_DIR/data
+LOG_DIR=$STATE_DIR/logs
+RUN_DIR=$STATE_DIR/run
+KUBECONFIG_FILE=$STATE_DIR/kubeconfig
+KUBECTL=$STATE_DIR/bin/kubectl
+CONTEXT_NAME=mesh-playground
+
+# Node mode: kwok = simulated nodes (no containers); real = kubelet + containerd (cluster/node-real/).
+CLUSTER_NODE_MODE=${CLUSTER_NODE_MODE:-kwok}
+
+# Everything listens on loopback only.
+BIND_ADDRESS=127.0.0.1
+ETCD_CLIENT_PORT=${CLUSTER_ETCD_CLIENT_PORT:-2379}
+ETCD_PEER_PORT=${CLUSTER_ETCD_PEER_PORT:-2380}
+APISERVER_PORT=${CLUSTER_APISERVER_PORT:-6443}
+CONTROLLER_MANAGER_PORT=${CLUSTER_CONTROLLER_MANAGER_PORT:-10257}
+SCHEDULER_PORT=${CLUSTER_SCHEDULER_PORT:-10259}
+APISERVER_URL=https://$BIND_ADDRESS:$APISERVER_PORT
+SERVICE_CIDR=10.96.0.0/16
+SERVICE_APISERVER_IP=10.96.0.1
+POD_CIDR=10.244.0.0/16
+# The apiserver's own address in the `kubernetes` Service; a real node mode may replace it with
+# an address pods can reach (it must then also be in CLUSTER_APISERVER_EXTRA_SANS).
+APISERVER_ADVERTISE_ADDRESS=${CLUSTER_APISERVER_ADVERTISE_ADDRESS:-$BIND_ADDRESS}
+
+# Every process we start carries this variable; it is how `down` finds strays (never by name).
+PROCESS_MARKER="MESH_PLAYGROUND_CLUSTER_DIR=$STATE_DIR"
+
+info() { printf '>> %s\n' "$*" >&2; }
+warn() { printf 'WARNING: %s\n' "$*" >&2; }
+die() {
+	printf 'ERROR: %s\n' "$*" >&2
+	exit 1
+}
+
+# ---------------------------------------------------------------- Go toolchain (only to build)
+require_go() {
+	command -v go >/dev/null ||
+		die "Go is not installed (or not on PATH); building the local cluster needs Go $GO_MIN_VERSION or newer: https://go.dev/dl/"
+	local found
+	found=$(go env GOVERSION 2>/dev/null) || die "'go env GOVERSION' failed; is the Go installation at $(command -v go) broken?"
+	found=${found#go}
+	if ! printf '%s\n%s\n' "$GO_MIN_VERSION" "$found" | sort -C -V; then
+		die "Go $found is too old; the local cluster needs Go $GO_MIN_VERSION or newer (https://go.dev/dl/), found $(command -v go)"
+	fi
+}
+
+# ---------------------------------------------------------------- ports
+# Prints who listens on TCP port $1 on any local address (empty if nobody).
+port_listener() {
+	ss -Hltnp "sport = :$1" 2>/dev/null
+}
+
+require_free_port() { # port component
+	local who
+	who=$(port_listener "$1")
+	[ -z "$who" ] ||
+		die "port $1 needed by $2 is already in use: ${who//$'\n'/; }
+       Stop that process (or a cluster of another checkout: its 'make cluster-down'), then retry."
+}
+
+# ---------------------------------------------------------------- processes
+pid_file() { echo "$RUN_DIR/$1.pid"; }
+log_file() { echo "$LOG_DIR/$1.log"; }
+
+# True if $1 is a live process that we started (carries our marker).
+is_our_pid() {
+	[ -n "$1" ] && [ -r "/proc/$1/environ" ] && grep -qzxF "$PROCESS_MARKER" "/proc/$1/environ" 2>/dev/null
+}
+
+# Pid of a running component, or nothing.
+component_pid() {
+	local pid
+	pid=$(cat "$(pid_file "$1")" 2>/dev/null) || return 0
+	if is_our_pid "$pid"; then echo "$pid"; fi
+}
+
+# All live processes carrying our marker (components and anything they spawned).
+marked_pids() {
+	local environ pid
+	for environ in /proc/[0-9]*/environ; do
+		pid=${environ#/proc/}
+		pid=${pid%/environ}
+		[ "$pid" != "$$" ] || continue
+		if grep -qzxF "$PROCESS_MARKER" "$environ" 2>/dev/null; then echo "$pid"; fi
+	done
+}
+
+log_tail() { # component [lines]
+	local log
+	log=$(log_file "$1")
+	printf -- '----- last %s lines of %s -----\n' "${2:-25}" "$log" >&2
+	tail -n "${2:-25}" "$log" >&2 2>/dev/null || true
+	printf -- '-----\n' >&2
+}
+
+# Starts "$@" as component $name in its own session, detached from the caller's terminal.
+start_process() { # name cmd...
+	local name=$1 log
+	shift
+	log=$(log_file "$name")
+	mkdir -p "$LOG_DIR" "$RUN_DIR"
+	printf '\n===== %s starting %s\n' "$(date -u +%FT%TZ)" "$name" >>"$log"
+	env "$PROCESS_MARKER" setsid "$@" >>"$log" 2>&1 </dev/null &
+	echo $! >"$(pid_file "$name")"
+}
+
+# Sends TERM, waits up to $2 seconds, then KILL.
+stop_pid() { # pid grace_seconds
+	local pid=$1 deadline=$((SECONDS + $2))
+	kill -TERM "$pid" 2>/dev/null || return 0
+	while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+	if kill -0 "$pid" 2>/dev/null; then
+		kill -KILL "$pid" 2>/dev/null || true
+		while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+	fi
+}
+
+# Polls "$@" until it succeeds; fails after $timeout seconds or as soon as component $name dies.
+wait_until() { # name timeout_seconds what cmd...
+	local name=$1 timeout=$2 what=$3 deadline
+	shift 3
+	deadline=$((SECONDS + timeout))
+	until "$@" >/dev/null 2>&1; do
+		if [ -z "$(component_pid "$name")" ]; then
+			log_tail "$name" 40
+			die "$name exited while starting (see its log above: $(log_file "$name"))"
+		fi
+		if [ "$SECONDS" -ge "$deadline" ]; then
+			log_tail "$name" 40
+			die "$name: $what not reached within ${timeout}s (log: $(log_file "$name"))"
+		fi
+		sleep 0.2
+	done
+}
+
+kubectl_admin() {
+	"$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" --context "$CONTEXT_NAME" "$@"
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Starts the local cluster, runs the given command with KUBECONFIG pointing at it, and always
+# stops the cluster again (also when the command fails or is interrupted).
+# Exits with the command's exit code (1 if the command passed but stopping the cluster failed).
+#
+#   cluster/with-cluster.sh make test-cluster test-molecule
+set -uo pipefail
+CLUSTER=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/cluster.sh
+[ $# -gt 0 ] || {
+	echo "usage: $0 COMMAND [ARGS...]" >&2
+	exit 2
+}
+
+rc=1
+finish() {
+	trap - EXIT INT TERM
+	if ! "$CLUSTER" down; then
+		echo "ERROR: stopping the cluster failed (see above)" >&2
+		[ "$rc" -ne 0 ] || rc=1
+	fi
+	exit "$rc"
+}
+trap finish EXIT
+trap 'rc=130; finish' INT TERM
+
+"$CLUSTER" up || {
+	rc=$?
+	exit "$rc"
+}
+KUBECONFIG=$(dirname "$(dirname "$CLUSTER")")/.cluster/kubeconfig
+export KUBECONFIG
+"$@"
+rc=$?
+exit "$rc"
