@@ -1,203 +1,91 @@
-#!/usr/bin/env bash
-# The real node of the local cluster (CLUSTER_NODE_MODE=real): host processes containerd,
-# CoreDNS, kubelet and kube-proxy, one bridge for the pods. Usage: node.sh up|down|status
-# `up` expects the control plane (cluster/) to be running; `down` leaves nothing running.
-set -euo pipefail
-# shellcheck source=cluster/lib.sh
-. "$(dirname "$0")/../lib.sh"
+# Node mode "real": one real node on this machine, pods are real containers.
+#
+# The node is one component, "real-node": cluster/node-real/supervise.sh starts and supervises
+# containerd (Debian's), CoreDNS (built from its Go module), kubelet and kube-proxy (built with
+# the control plane at KUBERNETES_VERSION), each with its own log in .cluster/logs/, and on
+# SIGTERM (cluster down) removes every pod, rule, mount and the bridge before it exits. Pods
+# live on the bridge $NODE_BRIDGE ($NODE_POD_CIDR); nothing is pulled: the sandbox image and
+# the app images are built locally (images/) and imported into this node's containerd.
+#
+# Implements the node-mode interface of cluster/cluster.sh (see cluster/node-kwok/node.sh).
+# shellcheck shell=bash
 # shellcheck source=cluster/node-real/env.sh
 . "$CLUSTER_DIR/node-real/env.sh"
 
-require_node_prerequisites() {
-	[ "$(id -u)" = 0 ] || die "the real node needs root (containerd, network namespaces, iptables)"
-	local missing=() cmd
-	for cmd in containerd containerd-shim-runc-v2 runc ctr iptables ip conntrack; do
-		command -v "$cmd" >/dev/null || missing+=("$cmd")
+NODE_COMPONENTS=(real-node)
+# Debian packages the node needs (installed on first use when missing).
+NODE_DEBIAN_PACKAGES=(containerd runc containernetworking-plugins iptables conntrack buildah debootstrap gcc libc6-dev curl)
+
+node_install_packages() {
+	local missing=() pkg
+	for pkg in "${NODE_DEBIAN_PACKAGES[@]}"; do
+		dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
 	done
-	[ -x "$CNI_BIN_DIR/bridge" ] || missing+=("$CNI_BIN_DIR/bridge")
-	[ ${#missing[@]} = 0 ] || die "missing for the real node: ${missing[*]}
-       Install them: apt-get install -y containerd runc containernetworking-plugins iptables conntrack"
+	[ ${#missing[@]} -gt 0 ] || return 0
+	[ "$(id -u)" = 0 ] && command -v apt-get >/dev/null ||
+		die "the real node needs these Debian packages: ${missing[*]}; install them as root (apt-get install ${missing[*]})"
+	info "installing Debian packages for the real node: ${missing[*]}"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; } ||
+		die "apt-get could not install ${missing[*]}"
 }
 
-# ---------------------------------------------------------------- host network
-# The bridge exists before anything starts, so kubelet and CoreDNS can bind its address.
-network_up() {
+node_build_coredns() {
+	if [ -x "$COREDNS_HOME/bin/coredns" ]; then
+		info "CoreDNS $COREDNS_VERSION: reusing $COREDNS_HOME/bin"
+		return
+	fi
+	require_go
+	local started=$SECONDS
+	info "building CoreDNS $COREDNS_VERSION from its Go module into $COREDNS_HOME/bin (3-5 min cold on 2 cores)"
+	mkdir -p "$COREDNS_HOME"
+	rm -rf "$COREDNS_HOME/bin.new"
+	(cd "$COREDNS_HOME" && GOBIN=$COREDNS_HOME/bin.new GOFLAGS=-mod=mod \
+		go install -ldflags='-s -w' "github.com/coredns/coredns@$COREDNS_VERSION") ||
+		die "building CoreDNS failed (see the go output above)"
+	mv "$COREDNS_HOME/bin.new" "$COREDNS_HOME/bin"
+	printf 'VERSION=%s\nBUILD_SECONDS=%s\nGO_VERSION=%s\nBUILT_AT=%s\n' "$COREDNS_VERSION" \
+		$((SECONDS - started)) "$(go env GOVERSION)" "$(date -u +%FT%TZ)" >"$COREDNS_HOME/build-info.env"
+	info "CoreDNS built in $((SECONDS - started))s"
+}
+
+node_build() {
+	[ "$(id -u)" = 0 ] || die "CLUSTER_NODE_MODE=real needs root (containerd, network namespaces, iptables); or use CLUSTER_NODE_MODE=kwok"
+	node_install_packages
+	node_build_coredns
+	"$REPO_DIR/images/pause.sh" >/dev/null
+}
+
+node_prepare() {
 	mkdir -p "$NODE_DIR"
-	if ! ip link show "$NODE_BRIDGE" >/dev/null 2>&1; then
-		ip link add "$NODE_BRIDGE" type bridge
-	fi
-	ip addr replace "$NODE_IP/${NODE_POD_CIDR#*/}" dev "$NODE_BRIDGE"
-	ip link set "$NODE_BRIDGE" up
-	# Routing between pods and Service addresses (kube-proxy DNATs in iptables), and bridged
-	# traffic seen by iptables. The previous values are restored by `down`.
-	[ -e "$NODE_DIR/sysctl.saved" ] ||
-		sysctl -n net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables >"$NODE_DIR/sysctl.saved"
-	sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1
-	# Pods talk to each other, to the host over the bridge, and nowhere else.
-	iptables -N "$FIREWALL_CHAIN" 2>/dev/null || iptables -F "$FIREWALL_CHAIN"
-	iptables -A "$FIREWALL_CHAIN" -i "$NODE_BRIDGE" -o "$NODE_BRIDGE" -j RETURN
-	iptables -A "$FIREWALL_CHAIN" -i "$NODE_BRIDGE" -j DROP
-	iptables -C FORWARD -j "$FIREWALL_CHAIN" 2>/dev/null || iptables -I FORWARD -j "$FIREWALL_CHAIN"
-
-	mkdir -p "$CNI_CONF_DIR"
-	cat >"$CNI_CONF_DIR/10-mesh-playground.conflist" <<-JSON
-		{
-		  "cniVersion": "1.0.0",
-		  "name": "mesh-playground",
-		  "plugins": [
-		    {
-		      "type": "bridge",
-		      "bridge": "$NODE_BRIDGE",
-		      "isGateway": true,
-		      "ipMasq": false,
-		      "hairpinMode": true,
-		      "ipam": {
-		        "type": "host-local",
-		        "dataDir": "$NODE_RUN/cni-ipam",
-		        "ranges": [[{"subnet": "$NODE_POD_CIDR", "gateway": "$NODE_IP"}]],
-		        "routes": [{"dst": "0.0.0.0/0"}]
-		      }
-		    },
-		    {"type": "portmap", "capabilities": {"portMappings": true}}
-		  ]
-		}
-	JSON
-}
-
-network_down() {
-	if iptables -C FORWARD -j "$FIREWALL_CHAIN" 2>/dev/null; then iptables -D FORWARD -j "$FIREWALL_CHAIN"; fi
-	iptables -F "$FIREWALL_CHAIN" 2>/dev/null && iptables -X "$FIREWALL_CHAIN" 2>/dev/null || true
-	if ip link show "$NODE_BRIDGE" >/dev/null 2>&1; then ip link del "$NODE_BRIDGE"; fi
-	rm -rf "$NODE_RUN/cni-ipam"
-	if [ -e "$NODE_DIR/sysctl.saved" ]; then
-		local forward bridge_nf
-		{ read -r forward && read -r bridge_nf; } <"$NODE_DIR/sysctl.saved"
-		sysctl -qw net.ipv4.ip_forward="$forward" net.bridge.bridge-nf-call-iptables="$bridge_nf"
-		rm -f "$NODE_DIR/sysctl.saved"
+	# kubelet: its own identity (Node authorizer + NodeRestriction), and a serving certificate
+	# for the apiserver's calls (logs, exec) on the node address.
+	pki_issue real-node-kubelet "/O=system:nodes/CN=system:node:$NODE_NAME" client
+	pki_issue real-node-kubelet-serving "/CN=$NODE_NAME" server "DNS:$NODE_NAME,IP:$NODE_IP"
+	pki_kubeconfig "$CONF_DIR/real-node-kubelet.kubeconfig" real-node-kubelet "system:node:$NODE_NAME"
+	# kube-proxy: the user the default system:node-proxier binding names.
+	pki_issue real-node-kube-proxy "/CN=system:kube-proxy" client
+	pki_kubeconfig "$CONF_DIR/real-node-kube-proxy.kubeconfig" real-node-kube-proxy system:kube-proxy
+	# CoreDNS: read-only on Services/EndpointSlices/Namespaces (ClusterRole made by supervise.sh).
+	pki_issue real-node-coredns "/CN=mesh-playground:coredns" client
+	pki_kubeconfig "$CONF_DIR/real-node-coredns.kubeconfig" real-node-coredns mesh-playground:coredns
+	# A supervisor that was killed (not stopped) leaves pods, mounts and rules: clear them first.
+	if [ -d "$NODE_RUN/pids" ] && [ -z "$(component_pid real-node)" ]; then
+		warn "the real node was not taken down cleanly last time; cleaning up"
+		"$CLUSTER_DIR/node-real/supervise.sh" cleanup
 	fi
 }
 
-# ---------------------------------------------------------------- containerd
-containerd_up() {
-	[ -z "$(component_pid containerd)" ] || return 0
-	local sandbox_image
-	sandbox_image=$("$REPO_DIR/images/pause.sh")
-	mkdir -p "$NODE_DIR" "$CONTAINERD_ROOT" "$NODE_RUN/containerd"
-	cat >"$NODE_DIR/containerd.toml" <<-TOML
-		# Generated by cluster/node-real/node.sh: a containerd of our own, not the system's.
-		version = 2
-		root = "$CONTAINERD_ROOT"
-		state = "$NODE_RUN/containerd/state"
-		disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
-		  "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs"]
-		[grpc]
-		  address = "$CONTAINERD_SOCKET"
-		[ttrpc]
-		  address = "$CONTAINERD_SOCKET.ttrpc"
-		[debug]
-		  address = ""
-		[metrics]
-		  address = ""
-		[plugins."io.containerd.internal.v1.opt"]
-		  path = "$CONTAINERD_ROOT/opt"
-		[plugins."io.containerd.grpc.v1.cri"]
-		  sandbox_image = "$sandbox_image"
-		  enable_selinux = false
-		  # This machine withholds CAP_SYS_RESOURCE even from root: runc cannot lower a
-		  # process's oom_score_adj, so keep pods' scores no lower than containerd's own.
-		  restrict_oom_score_adj = true
-		  [plugins."io.containerd.grpc.v1.cri".containerd]
-		    snapshotter = "overlayfs"
-		    default_runtime_name = "runc"
-		    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-		      runtime_type = "io.containerd.runc.v2"
-		      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-		        SystemdCgroup = false
-		  [plugins."io.containerd.grpc.v1.cri".cni]
-		    bin_dir = "$CNI_BIN_DIR"
-		    conf_dir = "$CNI_CONF_DIR"
-		    max_conf_num = 1
-	TOML
-	info "starting containerd ($CONTAINERD_SOCKET)"
-	start_process containerd containerd --config "$NODE_DIR/containerd.toml"
-	wait_until containerd 30 "containerd API" ctr --address "$CONTAINERD_SOCKET" version
+cmd_real_node() { CMD=("$CLUSTER_DIR/node-real/supervise.sh"); }
+ports_real_node() { echo "10250 $KUBELET_HEALTHZ_PORT $KUBE_PROXY_HEALTHZ_PORT $KUBE_PROXY_METRICS_PORT $COREDNS_READY_PORT"; }
+ready_real_node() {
+	ctr --address "$CONTAINERD_SOCKET" version >/dev/null 2>&1 &&
+		curl --silent --fail --max-time 3 "http://127.0.0.1:$COREDNS_READY_PORT/ready" >/dev/null &&
+		curl --silent --fail --max-time 3 "http://127.0.0.1:$KUBELET_HEALTHZ_PORT/healthz" >/dev/null &&
+		curl --silent --fail --max-time 3 "http://127.0.0.1:$KUBE_PROXY_HEALTHZ_PORT/healthz" >/dev/null
 }
 
-# ---------------------------------------------------------------- kubelet
-kubelet_config() {
-	# Without an apiserver (standalone smoke test) there is nobody to ask: refuse every caller.
-	local webhook=true authz=Webhook
-	if [ -n "${KUBELET_STANDALONE:-}" ]; then webhook=false authz=AlwaysAllow; fi
-	cat >"$NODE_DIR/kubelet.yaml" <<-YAML
-		# Generated by cluster/node-real/node.sh.
-		apiVersion: kubelet.config.k8s.io/v1beta1
-		kind: KubeletConfiguration
-		# This machine has cgroup v1, which kubelet 1.35 refuses unless told otherwise.
-		failCgroupV1: false
-		cgroupDriver: cgroupfs
-		containerRuntimeEndpoint: unix://$CONTAINERD_SOCKET
-		# Serving (logs, exec) on the node's bridge address; health on loopback; no read-only port.
-		address: $NODE_IP
-		port: 10250
-		readOnlyPort: 0
-		healthzBindAddress: 127.0.0.1
-		healthzPort: $KUBELET_HEALTHZ_PORT
-		authentication:
-		  anonymous: {enabled: false}
-		  webhook: {enabled: $webhook}
-		authorization: {mode: $authz}
-		clusterDNS: [$CLUSTER_DNS_IP]
-		clusterDomain: $CLUSTER_DOMAIN
-		# Pods resolve through cluster DNS only; nothing of the host's resolver leaks in.
-		resolvConf: ""
-		podCIDR: $NODE_POD_CIDR
-		maxPods: 60
-		# Small disks and a shared VM: evict only when really short, never fight over images.
-		evictionHard: {memory.available: 100Mi, nodefs.available: 2%, nodefs.inodesFree: 2%, imagefs.available: 2%}
-		imageGCHighThresholdPercent: 98
-		imageGCLowThresholdPercent: 95
-		serializeImagePulls: false
-		failSwapOn: false
-		protectKernelDefaults: false
-		staticPodPath: "${KUBELET_STATIC_POD_PATH:-}"
-		# Local images only: never pull (pull policy IfNotPresent everywhere finds them).
-		registryPullQPS: 0
-		nodeStatusReportFrequency: 10s
-		shutdownGracePeriod: 0s
-	YAML
-}
+node_names() { echo "$NODE_NAME"; }
 
-kubelet_up() {
-	[ -z "$(component_pid kubelet)" ] || return 0
-	kubelet_config
-	local args=(--config "$NODE_DIR/kubelet.yaml" --root-dir "$KUBELET_ROOT" --hostname-override "$NODE_NAME"
-		--node-ip "$NODE_IP" --node-labels "mesh-playground.io/node-mode=real")
-	if [ -n "${KUBELET_STANDALONE:-}" ]; then
-		info "starting kubelet standalone (static pods from $KUBELET_STATIC_POD_PATH)"
-	else
-		args+=(--kubeconfig "$NODE_DIR/kubeconfig")
-		info "starting kubelet (node $NODE_NAME)"
-	fi
-	mkdir -p "$KUBELET_ROOT"
-	start_process kubelet "$K8S_HOME/bin/kubelet" "${args[@]}"
-	wait_until kubelet 60 "kubelet healthz" curl -sf "http://127.0.0.1:$KUBELET_HEALTHZ_PORT/healthz"
-}
-
-# ---------------------------------------------------------------- commands
-case "${1:-}" in
-containerd) # start only containerd (images/ import into it)
-	require_node_prerequisites
-	network_up
-	containerd_up
-	;;
-kubelet-standalone) # a smoke test without control plane: KUBELET_STATIC_POD_PATH=dir
-	require_node_prerequisites
-	network_up
-	containerd_up
-	KUBELET_STANDALONE=1 kubelet_up
-	;;
-*)
-	echo "usage: $0 up|down|status" >&2
-	exit 2
-	;;
-esac
+# kubelet registers the Node itself; nothing to create here.
+node_register() { :; }
