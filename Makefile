@@ -35,6 +35,8 @@ serve: venv ## Serve webserver (:3031) and proxy (:3030 -> webserver) locally on
 lint: venv ## ruff, yamllint, ansible-lint
 	ruff check .
 	ruff format --check .
+	yamllint --strict .
+	ansible-lint --offline
 
 .PHONY: test-apps
 test-apps: venv ## Tests of the apps over real sockets (no cluster needed)
@@ -44,6 +46,19 @@ test-apps: venv ## Tests of the apps over real sockets (no cluster needed)
 test: venv ## Everything: lint, app tests, cluster, Ansible/Molecule (starts and stops the local cluster)
 	$(MAKE) lint
 	$(MAKE) test-apps
+
+# ---------------------------------------------------------------- Ansible deploy (roles/, playbooks/, README "Deploying with Ansible")
+.PHONY: deploy undeploy test-molecule
+deploy: venv cluster-up ## Bring the local cluster up and deploy the apps (namespace, webservers v1/v2, proxy); shows what runs
+	ansible-playbook playbooks/deploy.yml
+	@echo ">> what runs in namespace mesh-playground:"
+	@$(KUBECTL) --kubeconfig .cluster/kubeconfig --context mesh-playground -n mesh-playground get deployments,pods,services,networkpolicies -o wide
+
+undeploy: venv ## Remove the apps from the local cluster and wait until they are gone (the cluster keeps running)
+	ansible-playbook playbooks/undeploy.yml
+
+test-molecule: venv cluster-up ## Molecule: every scenario (molecule/*) against the local cluster, each in its own namespace
+	molecule test --all
 
 # ---------------------------------------------------------------- mesh policies (Istio CRDs, roles/mesh_policies)
 .PHONY: istio-crds
