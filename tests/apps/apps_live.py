@@ -85,7 +85,10 @@ def get(port, target, headers=()):
 
 
 class Gunicorn:
-    """`cd apps/<app> && gunicorn` on a free loopback port, stdout+stderr in a log file."""
+    """`cd apps/<app> && gunicorn` on a free loopback port, stdout+stderr in a log file.
+
+    One worker with 4 threads unless `env` says otherwise (a None value unsets a variable).
+    """
 
     def __init__(self, app, log_dir, env=None):
         self.app = app
@@ -99,6 +102,7 @@ class Gunicorn:
             "GUNICORN_THREADS": "4",
             **(env or {}),
         }
+        self.env = {name: value for name, value in self.env.items() if value is not None}
         self.process = None
 
     def start(self, wait=True):
