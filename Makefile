@@ -47,6 +47,29 @@ test: venv ## Everything: lint, app tests, cluster, Ansible/Molecule (starts and
 	$(MAKE) lint
 	$(MAKE) test-apps
 
+# ---------------------------------------------------------------- local cluster (cluster/, README "Local cluster")
+# The kubectl matching the cluster; its admin kubeconfig is .cluster/kubeconfig (context mesh-playground).
+KUBECTL := $(CURDIR)/.cluster/bin/kubectl
+
+.PHONY: cluster-build cluster-up cluster-down cluster-status cluster-clean test-cluster
+cluster-build: ## Build Kubernetes, etcd and KWOK from the Go module proxy into ~/.cache (reused when present)
+	cluster/build.sh
+
+cluster-up: ## Start the local cluster (idempotent; builds first if needed); CLUSTER_NODE_MODE=kwok|real
+	cluster/cluster.sh up
+
+cluster-down: ## Stop every process of the local cluster (state in .cluster/ is kept)
+	cluster/cluster.sh down
+
+cluster-status: ## What runs (and, for a dead component, where its log is)
+	cluster/cluster.sh status
+
+cluster-clean: ## Stop the local cluster and delete .cluster/ (PKI, etcd data, logs)
+	cluster/cluster.sh clean
+
+test-cluster: venv cluster-up ## Tests of the local cluster against its real API (starts it if needed)
+	pytest -m cluster tests/cluster
+
 # ---------------------------------------------------------------- Ansible deploy (roles/, playbooks/, README "Deploying with Ansible")
 .PHONY: deploy undeploy test-molecule
 deploy: venv cluster-up ## Bring the local cluster up and deploy the apps (namespace, webservers v1/v2, proxy); shows what runs

@@ -73,30 +73,42 @@ kubectl:    $KUBECTL
 EOF
 }
 
-# Components with a pid file, node components first, then the control plane in reverse order.
-started_components() {
-	local file name i
+# Components with a pid file, in three waves: everything but the apiserver and etcd (node
+# components, scheduler, controller-manager: in parallel), then the apiserver, then etcd.
+stop_waves() {
+	local file name rest=()
 	for file in "$RUN_DIR"/*.pid; do
 		[ -e "$file" ] || continue
 		name=$(basename "$file" .pid)
-		[[ " ${CONTROL_PLANE_COMPONENTS[*]} " == *" $name "* ]] || echo "$name"
+		case $name in kube-apiserver | etcd) ;; *) rest+=("$name") ;; esac
 	done
-	for ((i = ${#CONTROL_PLANE_COMPONENTS[@]} - 1; i >= 0; i--)); do
-		name=${CONTROL_PLANE_COMPONENTS[i]}
-		[ ! -e "$(pid_file "$name")" ] || echo "$name"
-	done
+	echo "${rest[*]}"
+	[ ! -e "$(pid_file kube-apiserver)" ] || echo kube-apiserver
+	[ ! -e "$(pid_file etcd)" ] || echo etcd
 }
 
-cmd_down() {
-	local started=$SECONDS name pid left
-	for name in $(started_components); do
+# TERM to every component of a wave at once; KILL what has not exited after $1 seconds.
+stop_wave() { # grace_seconds names...
+	local grace=$1 name pid pids=()
+	shift
+	for name in "$@"; do
 		pid=$(component_pid "$name")
 		if [ -n "$pid" ]; then
 			info "stopping $name (pid $pid)"
-			stop_pid "$pid" 30
+			pids+=("$pid")
 		fi
-		rm -f "$(pid_file "$name")"
 	done
+	for pid in "${pids[@]}"; do stop_pid "$pid" "$grace" & done
+	wait
+	for name in "$@"; do rm -f "$(pid_file "$name")"; done
+}
+
+cmd_down() {
+	local started=$SECONDS wave pid left
+	while read -r wave; do
+		# shellcheck disable=SC2086 # a wave is a list of names
+		[ -z "$wave" ] || stop_wave 60 $wave
+	done < <(stop_waves)
 	# Anything else that carries our marker (a child, or a component whose pid file was lost).
 	for pid in $(marked_pids); do
 		warn "stopping leftover process $pid: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-120)"

@@ -104,11 +104,13 @@ marked_pids() {
 	done
 }
 
+# The last lines a component wrote since it was last started.
 log_tail() { # component [lines]
 	local log
 	log=$(log_file "$1")
-	printf -- '----- last %s lines of %s -----\n' "${2:-25}" "$log" >&2
-	tail -n "${2:-25}" "$log" >&2 2>/dev/null || true
+	printf -- '----- last lines of %s -----\n' "$log" >&2
+	awk '/^===== .* starting /{n=0; delete buf; next} {buf[n++]=$0} END {for (i = 0; i < n; i++) print buf[i]}' \
+		"$log" 2>/dev/null | tail -n "${2:-25}" >&2 || true
 	printf -- '-----\n' >&2
 }
 
