@@ -46,6 +46,12 @@ test-apps: venv ## Tests of the apps over real sockets (no cluster needed)
 test: venv ## Everything: lint, app tests, cluster, Ansible/Molecule (starts and stops the local cluster)
 	$(MAKE) lint
 	$(MAKE) test-apps
+	cluster/with-cluster.sh $(MAKE) test-cluster test-molecule test-e2e
+
+# Placeholder (empty-safe) until the end-to-end tests land; their owner replaces this target.
+.PHONY: test-e2e
+test-e2e:
+	@if [ -d tests/e2e ]; then pytest tests/e2e; else echo ">> test-e2e: no tests/e2e yet"; fi
 
 # ---------------------------------------------------------------- local cluster (cluster/, README "Local cluster")
 # The kubectl matching the cluster; its admin kubeconfig is .cluster/kubeconfig (context mesh-playground).
