@@ -49,6 +49,9 @@ node_is_ready() {
 
 cmd_up() {
 	local started=$SECONDS name
+	if [ -n "$RUNNING_NODE_MODE" ] && [ "$RUNNING_NODE_MODE" != "$CLUSTER_NODE_MODE" ]; then
+		die "the cluster runs in $RUNNING_NODE_MODE node mode; 'make cluster-down' first to switch to $CLUSTER_NODE_MODE"
+	fi
 	"$CLUSTER_DIR/build.sh" kubernetes etcd
 	node_build
 	mkdir -p "$STATE_DIR/bin" "$DATA_DIR" "$LOG_DIR" "$RUN_DIR"

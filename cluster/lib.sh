@@ -24,7 +24,9 @@ KUBECTL=$STATE_DIR/bin/kubectl
 CONTEXT_NAME=mesh-playground
 
 # Node mode: kwok = simulated nodes (no containers); real = kubelet + containerd (cluster/node-real/).
-CLUSTER_NODE_MODE=${CLUSTER_NODE_MODE:-kwok}
+# Unset: the mode of the running cluster, else kwok.
+RUNNING_NODE_MODE=$(cat "$RUN_DIR/node-mode" 2>/dev/null || true)
+CLUSTER_NODE_MODE=${CLUSTER_NODE_MODE:-${RUNNING_NODE_MODE:-kwok}}
 
 # Everything listens on loopback only.
 BIND_ADDRESS=127.0.0.1
