@@ -1,0 +1,141 @@
+"""Deploy benchmark: playbooks/deploy.yml against `kubectl apply` of the same objects.
+
+Against the local cluster (started if it is not running, and then stopped again), in a namespace
+of its own (bench-deploy, so a deployed mesh-playground is left alone), BENCH_DEPLOY_RUNS times
+(default 3):
+- ansible fresh:   deploy.yml from no namespace to every rollout complete (the playbook waits);
+- ansible no-op:   deploy.yml again (must report changed=0);
+- kubectl fresh:   `kubectl apply --server-side` of the objects the roles render
+                   (playbooks/render.yml), then `kubectl rollout status` of every Deployment;
+- kubectl no-op:   the same apply again;
+- ansible undeploy: undeploy.yml until everything is gone.
+Prints the median and the best run of each, and the no-op ratio. Goal: ansible no-op within
+2x kubectl no-op.
+"""
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+KUBECONFIG = REPO / ".cluster" / "kubeconfig"
+KUBECTL = REPO / ".cluster" / "bin" / "kubectl"
+CONTEXT = "mesh-playground"
+NAMESPACE = "bench-deploy"
+FIELD_MANAGER = "mesh-playground"  # the roles' server-side apply field manager
+RUNS = int(os.environ.get("BENCH_DEPLOY_RUNS", "3"))
+GOAL_RATIO = 2.0
+
+
+def run(argv: list[str], timeout: float = 600) -> str:
+    """Run a command from the repository root; its stdout, or exit with its output on failure."""
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    env["PATH"] = f"{REPO / '.venv' / 'bin'}:{env['PATH']}"
+    done = subprocess.run(
+        argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def timed(argv: list[str]) -> tuple[float, str]:
+    start = time.perf_counter()
+    out = run(argv)
+    return time.perf_counter() - start, out
+
+
+def kubectl(*args: str) -> list[str]:
+    return [str(KUBECTL), f"--kubeconfig={KUBECONFIG}", f"--context={CONTEXT}", *args]
+
+
+def playbook(name: str) -> list[str]:
+    return ["ansible-playbook", f"playbooks/{name}", "-e", f"playground_namespace={NAMESPACE}"]
+
+
+def changed(recap: str) -> int:
+    """changed= of the play recap (one host)."""
+    counts = re.findall(r"\schanged=(\d+)\s", recap)
+    if not counts:
+        sys.exit(f"no play recap in:\n{recap}")
+    return sum(int(n) for n in counts)
+
+
+def cluster_running() -> bool:
+    probe = subprocess.run(
+        kubectl("get", "--raw=/readyz"), capture_output=True, text=True, check=False
+    )
+    return probe.returncode == 0 and probe.stdout.strip() == "ok"
+
+
+def delete_namespace() -> None:
+    run(kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true"))
+
+
+def one_round(objects: Path, deployments: list[str]) -> dict[str, float]:
+    times: dict[str, float] = {}
+    delete_namespace()
+    times["ansible fresh (to rollouts complete)"], _ = timed(playbook("deploy.yml"))
+    times["ansible no-op"], out = timed(playbook("deploy.yml"))
+    if changed(out) != 0:
+        sys.exit(f"the no-op re-run changed something:\n{out}")
+    times["ansible undeploy (until gone)"], _ = timed(playbook("undeploy.yml"))
+
+    start = time.perf_counter()
+    run(kubectl("apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "-f", str(objects)))
+    for name in deployments:
+        run(kubectl("-n", NAMESPACE, "rollout", "status", f"deployment/{name}", "--timeout=300s"))
+    times["kubectl fresh (apply + rollout status)"] = time.perf_counter() - start
+    times["kubectl no-op"], _ = timed(
+        kubectl("apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "-f", str(objects))
+    )
+    delete_namespace()
+    return times
+
+
+def main() -> None:
+    started_here = not cluster_running()
+    if started_here:
+        print(">> starting the local cluster (make cluster-up)", flush=True)
+        run(["make", "--no-print-directory", "cluster-up"], timeout=3600)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            objects = Path(tmp) / "objects.yml"
+            run([*playbook("render.yml"), "-e", f"playground_render_dest={objects}"])
+            rendered = [o for o in yaml.safe_load_all(objects.read_text()) if o]
+            deployments = [o["metadata"]["name"] for o in rendered if o["kind"] == "Deployment"]
+            count = len(rendered)
+            print(
+                f">> {count} objects ({len(deployments)} Deployments) in namespace {NAMESPACE},"
+                f" {RUNS} runs",
+                flush=True,
+            )
+            rounds = []
+            for i in range(RUNS):
+                rounds.append(one_round(objects, deployments))
+                print(f"   run {i + 1}/{RUNS} done", flush=True)
+    finally:
+        if started_here:
+            run(["make", "--no-print-directory", "cluster-down"])
+
+    print(f"\nDeploy benchmark ({count} objects, {RUNS} runs, wall time in seconds)")
+    print(f"{'step':42} {'median':>8} {'best':>8}")
+    medians = {}
+    for step in rounds[0]:
+        values = [r[step] for r in rounds]
+        medians[step] = statistics.median(values)
+        print(f"{step:42} {medians[step]:8.2f} {min(values):8.2f}")
+    ratio = medians["ansible no-op"] / medians["kubectl no-op"]
+    verdict = "met" if ratio <= GOAL_RATIO else "NOT met"
+    print(f"no-op ratio ansible/kubectl: {ratio:.1f}x (goal <= {GOAL_RATIO:.0f}x: {verdict})")
+
+
+if __name__ == "__main__":
+    main()
