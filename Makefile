@@ -99,3 +99,4 @@ istio-crds: ## Install Istio's CRDs (ISTIO_API_VERSION in cluster/versions.env) 
 bench: venv ## Benchmarks: prints tables (apps throughput/latency, cluster, deploy)
 	python bench/apps.py
 	python bench/cluster.py
+	python bench/deploy.py
