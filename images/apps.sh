@@ -7,6 +7,23 @@ source "$(dirname "$0")/lib.sh"
 require_root
 [[ $# -gt 0 ]] || die "usage: apps.sh APP... (apps: $(cd "$REPO_ROOT/apps" && ls -d */ | tr -d / | tr '\n' ' '))"
 
+# The app's pinned requirements as wheels, downloaded on the host (its pip configuration, proxy
+# and CA apply) into a cache keyed by the requirements file. Prints the directory.
+wheelhouse() {
+  local requirements=$REPO_ROOT/apps/$1/requirements.txt dir pip
+  dir=$IMAGE_CACHE/wheels/$(content_hash "apps/$1/requirements.txt")
+  if [[ ! -e $dir/.complete ]]; then
+    pip=$REPO_ROOT/.venv/bin/pip
+    [[ -x $pip ]] || pip="python3 -m pip"
+    log "downloading the wheels of apps/$1/requirements.txt"
+    rm -rf "$dir" && mkdir -p "$dir"
+    $pip download --quiet --disable-pip-version-check --only-binary=:all: --dest "$dir" -r "$requirements" >&2 ||
+      die "pip could not download the wheels of $requirements (is PyPI reachable?)"
+    touch "$dir/.complete"
+  fi
+  echo "$dir"
+}
+
 base=$("$REPO_ROOT/images/base.sh")
 for app in "$@"; do
   containerfile=$REPO_ROOT/apps/$app/Containerfile
@@ -15,11 +32,10 @@ for app in "$@"; do
   if ! image_exists "$ref"; then
     log "building $ref from apps/$app/Containerfile on $base"
     start=$SECONDS
-    # Host network for the build only: RUN steps reach PyPI without a build bridge and NAT
-    # rules. The host's CA bundle is mounted for the build (never stored in a layer), so a
-    # machine behind a TLS-inspecting proxy builds too.
-    bah bud --quiet --layers --network host --pull-never --build-arg "BASE_IMAGE=$base" \
-      --volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
+    wheels=$(wheelhouse "$app")
+    # The build itself is offline: pip installs from the wheelhouse, the container has no network.
+    bah bud --quiet --layers --network none --pull-never --build-arg "BASE_IMAGE=$base" \
+      --volume "$wheels:/wheels:ro" --build-arg "PIP_INSTALL_OPTIONS=--no-index --find-links=/wheels" \
       --file "$containerfile" --tag "$ref" "$REPO_ROOT/apps" >/dev/null
     log "built $ref in $((SECONDS - start))s"
   fi

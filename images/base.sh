@@ -6,7 +6,7 @@ source "$(dirname "$0")/lib.sh"
 require_root
 
 PACKAGES=python3,python3-pip,python-is-python3,ca-certificates
-tag=$(content_hash images/base.sh images/lib.sh "$DEBIAN_SUITE" "$PACKAGES")
+tag=$(content_hash images/base.sh "$DEBIAN_SUITE" "$PACKAGES")
 ref=$IMAGE_PREFIX/base:$tag
 if image_exists "$ref"; then
   echo "$ref"; exit 0

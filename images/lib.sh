@@ -36,4 +36,7 @@ content_hash() {
   done) | sha256sum | cut -c1-12
 }
 
-require_root() { [[ $(id -u) == 0 ]] || die "building images needs root (rootful buildah, debootstrap)"; }
+require_root() {
+  [[ $(id -u) == 0 ]] || die "building images needs root (rootful buildah, debootstrap)"
+  "$REPO_ROOT/cluster/node-real/install-packages.sh" buildah debootstrap gcc libc6-dev containerd
+}

@@ -4,7 +4,7 @@
 source "$(dirname "$0")/lib.sh"
 require_root
 
-tag=$(content_hash images/pause images/pause.sh images/lib.sh)
+tag=$(content_hash images/pause images/pause.sh)
 ref=$IMAGE_PREFIX/pause:$tag
 if image_exists "$ref"; then
   echo "$ref"; exit 0

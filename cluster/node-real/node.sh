@@ -13,22 +13,8 @@
 . "$CLUSTER_DIR/node-real/env.sh"
 
 NODE_COMPONENTS=(real-node)
-# Debian packages the node needs (installed on first use when missing).
+# Debian packages the node and its image builds need (installed on first use when missing).
 NODE_DEBIAN_PACKAGES=(containerd runc containernetworking-plugins iptables conntrack buildah debootstrap gcc libc6-dev curl)
-
-node_install_packages() {
-	local missing=() pkg
-	for pkg in "${NODE_DEBIAN_PACKAGES[@]}"; do
-		dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
-	done
-	[ ${#missing[@]} -gt 0 ] || return 0
-	[ "$(id -u)" = 0 ] && command -v apt-get >/dev/null ||
-		die "the real node needs these Debian packages: ${missing[*]}; install them as root (apt-get install ${missing[*]})"
-	info "installing Debian packages for the real node: ${missing[*]}"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; } ||
-		die "apt-get could not install ${missing[*]}"
-}
 
 node_build_coredns() {
 	if [ -x "$COREDNS_HOME/bin/coredns" ]; then
@@ -51,7 +37,7 @@ node_build_coredns() {
 
 node_build() {
 	[ "$(id -u)" = 0 ] || die "CLUSTER_NODE_MODE=real needs root (containerd, network namespaces, iptables); or use CLUSTER_NODE_MODE=kwok"
-	node_install_packages
+	"$CLUSTER_DIR/node-real/install-packages.sh" "${NODE_DEBIAN_PACKAGES[@]}"
 	node_build_coredns
 	"$REPO_DIR/images/pause.sh" >/dev/null
 }

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# `make url`: the URL at which the proxy Service answers from this machine. The Service is a
+# LoadBalancer, which stays pending without a cloud; its NodePort, which kube-proxy serves on
+# 127.0.0.1 of the real node, is the way in.
+#   url.sh            print the URL
+#   url.sh --answer   also wait (up to 60 s) for one real answer through it and print it
+set -euo pipefail
+# shellcheck source=cluster/lib.sh
+. "$(dirname "$0")/../lib.sh"
+NAMESPACE=${PLAYGROUND_NAMESPACE:-mesh-playground}
+
+[ -x "$KUBECTL" ] && kubectl_admin get --raw /readyz >/dev/null 2>&1 ||
+	die "the local cluster is not running: make cluster-up CLUSTER_NODE_MODE=real (then make deploy)"
+mode=$(cat "$RUN_DIR/node-mode" 2>/dev/null || echo unknown)
+[ "$mode" = real ] ||
+	die "the cluster runs in '$mode' node mode, where pods are simulated and nothing answers; use CLUSTER_NODE_MODE=real"
+port=$(kubectl_admin --namespace "$NAMESPACE" get service proxy -o 'jsonpath={.spec.ports[0].nodePort}' 2>/dev/null) || true
+[ -n "$port" ] || die "no proxy Service with a NodePort in namespace $NAMESPACE: deploy the apps first (make deploy)"
+url=http://127.0.0.1:$port/
+echo "$url"
+
+if [ "${1:-}" = --answer ]; then
+	deadline=$((SECONDS + 60))
+	until answer=$(curl --silent --fail --max-time 5 "$url") && [[ $answer == "Proxying value: "* ]]; do
+		[ "$SECONDS" -lt "$deadline" ] || die "no answer from the proxy at $url within 60s (last: ${answer:-none}); see make cluster-status"
+		sleep 0.5
+	done
+	echo "$answer"
+fi
