@@ -156,7 +156,11 @@ cmd_clean() {
 }
 
 case ${1:-} in
-up | down | status | clean) "cmd_$1" ;;
+up | down | clean)
+	lock_state
+	"cmd_$1"
+	;;
+status) cmd_status ;;
 *)
 	echo "usage: $0 up|down|status|clean" >&2
 	exit 2

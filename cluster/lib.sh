@@ -123,8 +123,28 @@ start_process() { # name cmd...
 	log=$(log_file "$name")
 	mkdir -p "$LOG_DIR" "$RUN_DIR"
 	printf '\n===== %s starting %s\n' "$(date -u +%FT%TZ)" "$name" >>"$log"
-	env "$PROCESS_MARKER" setsid "$@" >>"$log" 2>&1 </dev/null &
-	echo $! >"$(pid_file "$name")"
+	# fd 9 is the lock of cluster.sh (see lock_state): a component must not keep holding it.
+	env "$PROCESS_MARKER" setsid "$@" >>"$log" 2>&1 </dev/null 9>&- &
+	local pid=$! deadline=$((SECONDS + 10))
+	echo "$pid" >"$(pid_file "$name")"
+	# Until the child has exec'd, its /proc environ is still ours, without the marker: wait
+	# for it (or for its end: a zombie or a vanished pid), so it is not taken for dead.
+	while ! is_our_pid "$pid" && [ "$SECONDS" -lt "$deadline" ]; do
+		case $(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) in
+		'' | Z) break ;;
+		esac
+		sleep 0.02
+	done
+}
+
+# One up/down/clean at a time per checkout (others, e.g. a parallel `make test-molecule`, wait).
+lock_state() {
+	mkdir -p "$STATE_DIR"
+	exec 9>"$STATE_DIR/lock"
+	if ! flock --nonblock 9; then
+		info "waiting for another cluster.sh on $STATE_DIR to finish"
+		flock 9
+	fi
 }
 
 # Sends TERM, waits up to $2 seconds, then KILL.
