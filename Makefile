@@ -92,7 +92,7 @@ test-molecule: venv cluster-up ## Molecule: every scenario (molecule/*) against 
 # ---------------------------------------------------------------- mesh policies (Istio CRDs, roles/mesh_policies)
 .PHONY: istio-crds
 istio-crds: ## Install Istio's CRDs (ISTIO_API_VERSION in cluster/versions.env) into the running local cluster
-	cluster/istio-crds.sh
+	@cluster/istio-crds.sh
 
 # ---------------------------------------------------------------- benchmarks
 .PHONY: bench
