@@ -55,7 +55,7 @@ go_build() { # home label build-flags-and-packages...
 	total=$(go list -deps "$@" 2>/dev/null | wc -l) || total="?"
 	rm -rf "$home/bin.new" && mkdir -p "$home/bin.new"
 	go build -v -o "$home/bin.new/" "$@" 2>&1 | build_progress "$home/.compiled" "$label" "$total"
-	rm -rf "$home/bin" && mv "$home/bin.new" "$home/bin"
+	rm -rf "${home:?}/bin" && mv "$home/bin.new" "$home/bin"
 	echo "$total" >"$home/.total"
 }
 
