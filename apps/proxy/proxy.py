@@ -20,6 +20,7 @@ from urllib.parse import quote, urljoin, urlsplit
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 
 TRACE_HEADERS = (
     "x-request-id",
@@ -205,24 +206,55 @@ def _redirect_target(url, location):
     )
 
 
+class UpstreamAdapter(HTTPAdapter):
+    """requests' HTTP adapter, minus the cookie jar.
+
+    Sending through the adapter instead of a Session skips work the proxy has no use for on
+    every call (merging session settings, re-parsing the URL, environment lookups) and keeps
+    no state between requests of different clients: a Session would store the upstream's
+    Set-Cookie for one client and replay it on the next client's requests.
+    """
+
+    def build_response(self, req, resp):
+        response = requests.Response()
+        response.status_code = resp.status
+        response.headers = resp.headers  # urllib3's headers: already case-insensitive
+        response.raw = resp
+        response.reason = resp.reason
+        response.url = req.url
+        response.request = req
+        response.connection = self
+        return response
+
+
+_TIMEOUT = urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT)
+_REQUEST_HEADERS = {
+    "User-Agent": "mesh-playground-proxy",
+    "Accept-Encoding": "identity",  # the body is passed on, not inflated
+}
 _local = threading.local()
 
 
-def _session():
-    """This thread's Session: kept-alive connections to the upstream, reused across requests."""
-    session = getattr(_local, "session", None)
-    if session is None:
-        session = requests.Session()
-        session.trust_env = False  # no proxy variables, no ~/.netrc (CVE-2024-47081)
-        session.headers.clear()
-        session.headers["User-Agent"] = "mesh-playground-proxy"
-        session.headers["Accept-Encoding"] = "identity"  # the body is passed on, not inflated
+def _adapter():
+    """This thread's adapter: its connections to the upstream are kept alive and reused."""
+    adapter = getattr(_local, "adapter", None)
+    if adapter is None:
         # One thread sends one request at a time: one connection per host is enough.
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=1)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        _local.session = session
-    return session
+        adapter = _local.adapter = UpstreamAdapter(pool_connections=4, pool_maxsize=1)
+    return adapter
+
+
+def _request(url, headers):
+    """A GET for requests' adapter. The URL is already quoted and checked (upstream_url,
+    _redirect_target): requests' own URL preparation would only redo that work. Only
+    adapter.send is used, which reads no proxy variables or netrc (CVE-2024-47081)."""
+    request = requests.PreparedRequest()
+    request.method = "GET"
+    request.url = url
+    request.headers = CaseInsensitiveDict(_REQUEST_HEADERS)
+    request.headers.update(headers)
+    request.body = None
+    return request
 
 
 def _read_capped(response):
@@ -239,12 +271,9 @@ def _read_capped(response):
 
 def fetch(url, headers):
     """The upstream body for `url`, following redirects the policy allows."""
-    session = _session()
-    timeout = (CONNECT_TIMEOUT, READ_TIMEOUT)
+    adapter = _adapter()
     for _ in range(MAX_REDIRECTS + 1):
-        response = session.get(
-            url, headers=headers, timeout=timeout, allow_redirects=False, stream=True
-        )
+        response = adapter.send(_request(url, headers), stream=True, timeout=_TIMEOUT)
         body = _read_capped(response)
         if not response.is_redirect:
             return body
