@@ -173,6 +173,7 @@ class RecordingUpstream:
     redirects: dict = field(default_factory=dict)
     arrived: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
+    set_cookie: str = ""  # a Set-Cookie header on every answer, when set
 
     def start(self):
         upstream = self
@@ -211,6 +212,8 @@ class RecordingUpstream:
 
             def answer(self, status, body, headers=()):
                 self.send_response(status)
+                if upstream.set_cookie:
+                    self.send_header("Set-Cookie", upstream.set_cookie)
                 for name, value in headers:
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))

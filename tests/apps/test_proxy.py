@@ -321,3 +321,32 @@ def test_upstream_connections_are_kept_alive(serve, upstream):
     for _ in range(20):
         assert raw_request(proxy.port, "/").status == 200
     assert len({seen.client_port for seen in upstream.seen}) == 1
+
+
+def test_environment_proxies_and_netrc_are_ignored(serve, upstream, other_upstream, tmp_path):
+    # requests with trust_env would send through HTTP_PROXY and add netrc credentials.
+    (tmp_path / ".netrc").write_text("machine 127.0.0.1 login user password secret\n")
+    (tmp_path / ".netrc").chmod(0o600)
+    proxy = serve(
+        "proxy",
+        PROXYURL=upstream.url,
+        HOME=tmp_path,
+        NETRC=tmp_path / ".netrc",
+        HTTP_PROXY=other_upstream.url,
+        http_proxy=other_upstream.url,
+        ALL_PROXY=other_upstream.url,
+    )
+    with no_new_requests(other_upstream):
+        assert raw_request(proxy.port, "/x").status == 200
+    received = {name.lower() for name, _ in upstream.seen[-1].headers}
+    assert "authorization" not in received
+
+
+def test_upstream_cookies_are_not_replayed_to_other_clients(serve, upstream):
+    upstream.redirects["/login"] = "/base/after-login"  # a 302 that also sets a cookie
+    upstream.set_cookie = "session=alice"
+    proxy = serve("proxy", PROXYURL=upstream.url, WEB_CONCURRENCY=1, GUNICORN_THREADS=1)
+    assert raw_request(proxy.port, "/login").status == 200
+    assert raw_request(proxy.port, "/other-client").status == 200
+    for seen in upstream.seen:
+        assert "cookie" not in {name.lower() for name, _ in seen.headers}, seen.path
