@@ -100,3 +100,7 @@ bench: venv ## Benchmarks: prints tables (apps throughput/latency, cluster, depl
 	python bench/apps.py
 	python bench/cluster.py
 	python bench/deploy.py
+
+.PHONY: bench-apps
+bench-apps: venv ## Only the apps benchmark: ours vs the seed's Node.js pair (needs wrk, node, npm)
+	python bench/apps.py
