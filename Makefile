@@ -23,7 +23,7 @@ venv: $(VENV)/.installed ## Create/update the local virtualenv (.venv) from the 
 
 .PHONY: help
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 # ---------------------------------------------------------------- apps (local, no cluster)
 .PHONY: serve
@@ -47,11 +47,6 @@ test: venv ## Everything: lint, app tests, cluster, Ansible/Molecule (starts and
 	$(MAKE) lint
 	$(MAKE) test-apps
 	cluster/with-cluster.sh $(MAKE) test-cluster test-molecule test-e2e
-
-# Placeholder (empty-safe) until the end-to-end tests land; their owner replaces this target.
-.PHONY: test-e2e
-test-e2e:
-	@if [ -d tests/e2e ]; then pytest tests/e2e; else echo ">> test-e2e: no tests/e2e yet"; fi
 
 # ---------------------------------------------------------------- local cluster (cluster/, README "Local cluster")
 # The kubectl matching the cluster; its admin kubeconfig is .cluster/kubeconfig (context mesh-playground).
@@ -88,6 +83,17 @@ undeploy: venv ## Remove the apps from the local cluster and wait until they are
 
 test-molecule: venv cluster-up ## Molecule: every scenario (molecule/*) against the local cluster, each in its own namespace
 	molecule test --all
+
+# ---------------------------------------------------------------- real pods (cluster/node-real/, images/, README "Real pods")
+.PHONY: images url test-e2e
+images: ## Build the base, sandbox and app images locally (cached) and import them into the real node
+	images/build.sh
+
+url: ## The URL at which the proxy Service answers from this machine (real node mode)
+	@cluster/node-real/url.sh
+
+test-e2e: venv cluster-up ## End to end through real pods (CLUSTER_NODE_MODE=real): traffic, rolling update, pod loss, undeploy
+	pytest -m realnode tests/e2e
 
 # ---------------------------------------------------------------- mesh policies (Istio CRDs, roles/mesh_policies)
 .PHONY: istio-crds

@@ -37,7 +37,7 @@ mkdir -p "$(dirname "$VARS_FILE")"
 } >"$VARS_FILE.tmp"
 mv "$VARS_FILE.tmp" "$VARS_FILE"
 
-if ctr --address "$SOCKET" version >/dev/null 2>&1; then
+if [[ -S $SOCKET ]] && ctr --address "$SOCKET" version >/dev/null 2>&1; then
   "$REPO_ROOT/images/import.sh" "$SOCKET" "$pause" "${app_refs[@]}"
   log "images present in the real node's containerd"
 else

@@ -6,7 +6,7 @@ require_root
 socket=${1:?usage: import.sh CONTAINERD_SOCKET IMAGE_REF...}
 shift
 ctr_k8s() { ctr --address "$socket" --namespace k8s.io "$@"; }
-ctr_k8s version >/dev/null 2>&1 || die "containerd is not answering on $socket (is the real node up? make cluster-up with CLUSTER_NODE_MODE=real)"
+[[ -S $socket ]] && ctr_k8s version >/dev/null 2>&1 || die "containerd is not answering on $socket (is the real node up? make cluster-up with CLUSTER_NODE_MODE=real)"
 
 for ref in "$@"; do
   if ctr_k8s images check "name==$ref" 2>/dev/null | grep -q complete; then

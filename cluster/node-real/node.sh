@@ -65,7 +65,7 @@ node_prepare() {
 cmd_real_node() { CMD=("$CLUSTER_DIR/node-real/supervise.sh"); }
 ports_real_node() { echo "10250 $KUBELET_HEALTHZ_PORT $KUBE_PROXY_HEALTHZ_PORT $KUBE_PROXY_METRICS_PORT $COREDNS_READY_PORT"; }
 ready_real_node() {
-	ctr --address "$CONTAINERD_SOCKET" version >/dev/null 2>&1 &&
+	[ -S "$CONTAINERD_SOCKET" ] && ctr --address "$CONTAINERD_SOCKET" version >/dev/null 2>&1 &&
 		curl --silent --fail --max-time 3 "http://127.0.0.1:$COREDNS_READY_PORT/ready" >/dev/null &&
 		curl --silent --fail --max-time 3 "http://127.0.0.1:$KUBELET_HEALTHZ_PORT/healthz" >/dev/null &&
 		curl --silent --fail --max-time 3 "http://127.0.0.1:$KUBE_PROXY_HEALTHZ_PORT/healthz" >/dev/null
@@ -73,5 +73,8 @@ ready_real_node() {
 
 node_names() { echo "$NODE_NAME"; }
 
-# kubelet registers the Node itself; nothing to create here.
-node_register() { :; }
+# kubelet registers its Node itself. Simulated nodes left from a kwok-mode run of the same
+# cluster state would still attract pods that never run: they go.
+node_register() {
+	kubectl_admin get nodes -o name -l type=kwok | xargs -r kubectl_admin delete --wait=false >/dev/null
+}

@@ -199,7 +199,7 @@ containerd_up() {
 # Every pod goes: tasks killed, containers (with their snapshots) deleted, then the network
 # namespaces and mounts the CRI plugin would have released, had kubelet asked it to.
 pods_down() {
-	ctr_k8s version >/dev/null 2>&1 || return 0
+	[ -S "$CONTAINERD_SOCKET" ] && ctr_k8s version >/dev/null 2>&1 || return 0
 	local ids id netns=() deadline
 	ids=$(ctr_k8s containers list --quiet)
 	[ -n "$ids" ] || return 0

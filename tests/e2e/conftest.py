@@ -1,0 +1,60 @@
+"""Fixtures of the end-to-end tests: the apps deployed with Ansible onto the real node.
+
+`make test-e2e` brings the cluster up (CLUSTER_NODE_MODE=real) first; the session fixture
+builds and imports the images (cached: seconds when nothing changed), deploys with
+playbooks/deploy.yml and the image tags of .cluster/images.yml, and finds the proxy's URL.
+"""
+
+from collections.abc import Iterator
+
+import pytest
+from e2e_live import CONTEXT, IMAGES_VARS, KUBECONFIG, STATE_DIR, get, run, wait_for
+from kubernetes import client, config
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(pytest.mark.realnode)
+
+
+@pytest.fixture(scope="session")
+def api() -> Iterator[client.ApiClient]:
+    mode_file = STATE_DIR / "run" / "node-mode"
+    mode = mode_file.read_text().strip() if mode_file.exists() else "none (cluster not running)"
+    if mode != "real":
+        pytest.fail(
+            f"the end-to-end tests need real pods, the cluster's node mode is {mode}: "
+            "run `make cluster-down` then `CLUSTER_NODE_MODE=real make test-e2e`"
+        )
+    with config.new_client_from_config(config_file=str(KUBECONFIG), context=CONTEXT) as api_client:
+        yield api_client
+
+
+@pytest.fixture(scope="session")
+def core(api: client.ApiClient) -> client.CoreV1Api:
+    return client.CoreV1Api(api)
+
+
+@pytest.fixture(scope="session")
+def apps(api: client.ApiClient) -> client.AppsV1Api:
+    return client.AppsV1Api(api)
+
+
+@pytest.fixture(scope="session")
+def deployed(api: client.ApiClient) -> None:
+    """The apps, deployed by the project's playbook with the locally built images."""
+    result = run("images/build.sh")
+    assert result.returncode == 0, "images/build.sh failed (output above)"
+    result = run("ansible-playbook", "playbooks/deploy.yml", "-e", f"@{IMAGES_VARS}")
+    assert result.returncode == 0, "playbooks/deploy.yml failed (output above)"
+
+
+@pytest.fixture(scope="session")
+def proxy_url(deployed: None) -> str:
+    """The URL `make url` prints, once the proxy answers through it."""
+    result = run("cluster/node-real/url.sh")
+    assert result.returncode == 0, "cluster/node-real/url.sh failed (output above)"
+    url = result.stdout.strip()
+    assert url.startswith("http://127.0.0.1:"), url
+    wait_for(lambda: get(url).parsed, 120, f"a webserver answer through the proxy at {url}")
+    return url

@@ -1,0 +1,144 @@
+"""End to end on the real node: the seed's behaviour through real pods, updates without loss,
+self-healing, clean removal. The tests run in file order; the last one undeploys.
+"""
+
+import json
+import subprocess
+import uuid
+
+from e2e_live import NAMESPACE, REPO, Load, get, run, wait_for
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+
+def pod_names(core: client.CoreV1Api, selector: str) -> set[str]:
+    pods = core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
+    return {p.metadata.name for p in pods if p.metadata.deletion_timestamp is None}
+
+
+def rolled_out(apps: client.AppsV1Api, name: str) -> bool:
+    """The Deployment's newest spec runs on every replica, and no old pod is left."""
+    d = apps.read_namespaced_deployment(name, NAMESPACE)
+    s = d.status
+    return (
+        (s.observed_generation or 0) >= d.metadata.generation
+        and s.updated_replicas == d.spec.replicas
+        and s.ready_replicas == d.spec.replicas
+        and s.available_replicas == d.spec.replicas
+        and s.replicas == d.spec.replicas
+    )
+
+
+def test_proxy_answers_from_v1_and_v2_pods(core: client.CoreV1Api, proxy_url: str) -> None:
+    answers = [get(proxy_url) for _ in range(80)]
+    parsed = [a.parsed for a in answers]
+    assert all(parsed), [a.body for a in answers if not a.parsed][:3]
+    hosts = {"1": set(), "2": set()}
+    for match in parsed:
+        assert match["path"] == "/" and match["code"] == "200", match.string
+        hosts[match["version"]].add(match["host"])
+    assert hosts["1"], "no answer from a V1 pod in 80 requests"
+    assert hosts["2"], "no answer from a V2 pod in 80 requests"
+    # Each answer names the pod that served it: a real pod of that version's Deployment.
+    assert hosts["1"] <= pod_names(core, "app=webserver,version=v1")
+    assert hosts["2"] <= pod_names(core, "app=webserver,version=v2")
+
+
+def test_failsometimes_through_the_proxy_fails_about_a_third(proxy_url: str) -> None:
+    answers = [get(proxy_url + "failsometimes") for _ in range(150)]
+    codes = [a.parsed["code"] for a in answers if a.parsed]
+    assert len(codes) == len(answers), [a.body for a in answers if not a.parsed][:3]
+    # The proxy answers 200 and shows the upstream status (the seed's behaviour).
+    assert all(a.status == 200 for a in answers)
+    failed = codes.count("500") / len(codes)
+    # p = 1/3, n = 150: mean 50, sd 5.8; these bounds are more than 3 sd away.
+    assert 0.2 <= failed <= 0.47, f"{codes.count('500')} of {len(codes)} upstream 500s"
+    assert set(codes) == {"200", "500"}
+
+
+def test_rolling_update_of_v2_under_load_loses_no_request(
+    core: client.CoreV1Api, apps: client.AppsV1Api, proxy_url: str
+) -> None:
+    before = pod_names(core, "app=webserver,version=v2")
+    deployment = apps.read_namespaced_deployment("webserverv2", NAMESPACE)
+    container = deployment.spec.template.spec.containers[0].name
+    with Load(proxy_url) as load:
+        wait_for(lambda: len(load.answers) >= 20, 30, "traffic before the update")
+        # A new environment value: a new ReplicaSet replaces every V2 pod, one at a time.
+        patch = {"spec": {"template": {"spec": {"containers": [
+            {"name": container, "env": [{"name": "E2E_ROLLOUT", "value": uuid.uuid4().hex}]}
+        ]}}}}  # fmt: skip
+        apps.patch_namespaced_deployment("webserverv2", NAMESPACE, patch)
+        wait_for(lambda: rolled_out(apps, "webserverv2"), 240, "webserverv2 rolled out")
+        after = pod_names(core, "app=webserver,version=v2")
+        assert not after & before, "old V2 pods are still running"
+        wait_for(lambda: set(load.hosts()) & after, 60, "an answer from a new V2 pod")
+    failures = load.failures()
+    print(f"{len(load.answers)} requests during the update, {len(failures)} failed")
+    assert len(load.answers) >= 100
+    assert failures == [], [f.body for f in failures[:5]]
+
+
+def test_deleted_webserver_pod_is_replaced_and_traffic_recovers(
+    core: client.CoreV1Api, apps: client.AppsV1Api, proxy_url: str
+) -> None:
+    before = pod_names(core, "app=webserver,version=v1")
+    victim = sorted(before)[0]
+    core.delete_namespaced_pod(victim, NAMESPACE)
+    replacement = wait_for(
+        lambda: pod_names(core, "app=webserver,version=v1") - before, 120, "a replacement pod"
+    )
+    wait_for(lambda: rolled_out(apps, "webserverv1"), 120, "webserverv1 back to full strength")
+    assert victim not in pod_names(core, "app=webserver,version=v1")
+
+    # Traffic recovers: a run of consecutive good answers through the proxy.
+    streak = 0
+
+    def recovered() -> bool:
+        nonlocal streak
+        answer = get(proxy_url)
+        streak = streak + 1 if answer.parsed and answer.parsed["code"] == "200" else 0
+        return streak >= 30
+
+    wait_for(recovered, 60, "30 consecutive good answers through the proxy")
+    # The new pod serves: asked directly through its version's Service (kube-proxy balances
+    # every new connection).
+    service = core.read_namespaced_service("webserverv1", NAMESPACE)
+    url = f"http://{service.spec.cluster_ip}:{service.spec.ports[0].port}/"
+    wait_for(lambda: any(h in get(url).body for h in replacement), 60, "an answer from the new pod")
+
+
+def test_undeploy_leaves_nothing_running(core: client.CoreV1Api) -> None:
+    result = run("ansible-playbook", "playbooks/undeploy.yml")
+    assert result.returncode == 0, "playbooks/undeploy.yml failed (output above)"
+
+    def namespace_gone() -> bool:
+        try:
+            core.read_namespace(NAMESPACE)
+        except ApiException as error:
+            return error.status == 404
+        return False
+
+    wait_for(namespace_gone, 120, f"namespace {NAMESPACE} deleted")
+    # And on the node itself: no container (pod sandbox or app) of the namespace is left.
+    socket = "/run/mesh-playground/containerd/containerd.sock"
+
+    def containers_left() -> list[str]:
+        listing = subprocess.run(
+            ["ctr", "--address", socket, "--namespace", "k8s.io", "containers", "list", "--quiet"],
+            capture_output=True, text=True, check=True, cwd=REPO,
+        )  # fmt: skip
+        left = []
+        for cid in listing.stdout.split():
+            info = subprocess.run(
+                ["ctr", "--address", socket, "--namespace", "k8s.io", "containers", "info", cid],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            labels = (
+                json.loads(info.stdout or "{}").get("Labels", {}) if info.returncode == 0 else {}
+            )
+            if labels.get("io.kubernetes.pod.namespace") == NAMESPACE:
+                left.append(cid)
+        return left
+
+    wait_for(lambda: not containers_left(), 120, f"no container of {NAMESPACE} on the node")
