@@ -47,10 +47,33 @@ node_is_ready() {
 	[ "$(kubectl_admin get node "$1" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')" = True ]
 }
 
+# Up in another node mode than the running one: the control plane stays, the old mode's node
+# components stop and its Nodes are removed (its optional node_unregister), then the new mode
+# starts as usual. E.g. `make test` joins the real node to the kwok-mode cluster for e2e tests.
+switch_node_mode() {
+	local old_mode=$RUNNING_NODE_MODE file name old=()
+	info "switching the node mode from $old_mode to $CLUSTER_NODE_MODE (control plane stays)"
+	for file in "$RUN_DIR"/*.pid; do
+		[ -e "$file" ] || continue
+		name=$(basename "$file" .pid)
+		[[ " ${CONTROL_PLANE_COMPONENTS[*]} " == *" $name "* ]] || old+=("$name")
+	done
+	[ ${#old[@]} -eq 0 ] || stop_wave 60 "${old[@]}"
+	if ready_kube_apiserver; then
+		# In a subshell: the old mode's functions must not replace the new mode's.
+		(
+			# shellcheck source=/dev/null
+			. "$CLUSTER_DIR/node-$old_mode/node.sh"
+			if declare -F node_unregister >/dev/null; then node_unregister; fi
+		)
+	fi
+	rm -f "$RUN_DIR/node-mode"
+}
+
 cmd_up() {
 	local started=$SECONDS name
 	if [ -n "$RUNNING_NODE_MODE" ] && [ "$RUNNING_NODE_MODE" != "$CLUSTER_NODE_MODE" ]; then
-		die "the cluster runs in $RUNNING_NODE_MODE node mode; 'make cluster-down' first to switch to $CLUSTER_NODE_MODE"
+		switch_node_mode
 	fi
 	"$CLUSTER_DIR/build.sh" kubernetes etcd
 	node_build

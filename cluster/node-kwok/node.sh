@@ -10,6 +10,7 @@
 #   node_prepare      certificates/config before its components start
 #   node_register     after they run: create/refresh the Node objects
 #   node_names        the Nodes that must become Ready
+#   node_unregister   (optional) remove the mode's Nodes when another mode takes over
 # shellcheck shell=bash
 
 NODE_COMPONENTS=(kwok-controller)
@@ -67,4 +68,9 @@ status:
   capacity: {cpu: "16", memory: 64Gi, pods: "110"}
 EOF
 	done | kubectl_admin apply --server-side --field-manager=mesh-playground-cluster -f - >/dev/null
+}
+
+# Their Pods go with them (the pod garbage collector deletes Pods bound to a missing Node).
+node_unregister() {
+	kubectl_admin delete nodes --selector type=kwok --ignore-not-found --wait=false >/dev/null
 }
