@@ -98,7 +98,8 @@ def main() -> None:
         timed("down")
 
     mode = os.environ.get("CLUSTER_NODE_MODE", "kwok")
-    print(f"\nLocal cluster start/stop ({mode} node mode, {RUNS} runs, seconds):\n")
+    load = os.getloadavg()[0]  # 2 shared cores: the numbers depend on what else runs
+    print(f"\nLocal cluster start/stop ({mode} nodes, {RUNS} runs, seconds, load {load:.1f}):\n")
     print("| step        | median | min   | max   |")
     print("|-------------|--------|-------|-------|")
     for name, values in (("warm start", starts), ("stop", stops)):
