@@ -92,7 +92,9 @@ images: ## Build the base, sandbox and app images locally (cached) and import th
 url: ## The URL at which the proxy Service answers from this machine (real node mode)
 	@cluster/node-real/url.sh
 
-test-e2e: venv cluster-up ## End to end through real pods (CLUSTER_NODE_MODE=real): traffic, rolling update, pod loss, undeploy
+# Joins the real node to the cluster if it runs in kwok mode (as inside `make test`).
+test-e2e: venv ## End to end through real pods: traffic, rolling update, pod loss, undeploy (brings up the real node)
+	CLUSTER_NODE_MODE=real cluster/cluster.sh up
 	pytest -m realnode tests/e2e
 
 # ---------------------------------------------------------------- mesh policies (Istio CRDs, roles/mesh_policies)
@@ -106,6 +108,7 @@ bench: venv ## Benchmarks: prints tables (apps throughput/latency, cluster, depl
 	python bench/apps.py
 	python bench/cluster.py
 	python bench/deploy.py
+	python bench/realnode.py
 
 .PHONY: bench-apps
 bench-apps: venv ## Only the apps benchmark: ours vs the seed's Node.js pair (needs wrk, node, npm)

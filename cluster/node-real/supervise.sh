@@ -363,6 +363,12 @@ down() {
 	set +e # take apart as much as possible
 	local started=$SECONDS
 	stop_child kubelet 20
+	# The node leaves the cluster: its pods are recreated elsewhere or when it comes back,
+	# and a later kwok-mode cluster does not schedule onto a node that is gone.
+	if ! $STANDALONE && [ "$MODE" != cleanup ]; then
+		kubectl_admin delete node "$NODE_NAME" --ignore-not-found --wait=false --request-timeout=5s >/dev/null 2>&1 ||
+			warn "could not delete Node $NODE_NAME (is the apiserver down?)"
+	fi
 	pods_down
 	stop_child kube-proxy 10
 	kube_iptables_down
