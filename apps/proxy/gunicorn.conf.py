@@ -9,5 +9,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "common"))
 
 from gunicorn_base import *  # noqa: F403
+from gunicorn_base import env_int
 
 wsgi_app = "proxy:application"
+# The proxy's threads spend most of their time waiting for the upstream: one per concurrent
+# client connection keeps requests from queueing behind them (the GIL is free while they wait).
+threads = env_int("GUNICORN_THREADS", 32)
