@@ -84,11 +84,20 @@ network_up() {
 	[ -e "$NODE_DIR/sysctl.saved" ] ||
 		sysctl -n net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables net.ipv4.conf.all.route_localnet >"$NODE_DIR/sysctl.saved"
 	sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1
-	# Pods talk to each other and to the host over the bridge, and to nothing beyond it.
+	# Pods talk to each other over the bridge, and to nothing beyond it (forwarding)...
 	iptables -N "$FIREWALL_CHAIN" 2>/dev/null || iptables -F "$FIREWALL_CHAIN"
 	iptables -A "$FIREWALL_CHAIN" -i "$NODE_BRIDGE" -o "$NODE_BRIDGE" -j RETURN
 	iptables -A "$FIREWALL_CHAIN" -i "$NODE_BRIDGE" -j DROP
 	iptables -C FORWARD -j "$FIREWALL_CHAIN" 2>/dev/null || iptables -I FORWARD -j "$FIREWALL_CHAIN"
+	# ...and of the host they reach cluster DNS only; answers to the host's own connections
+	# (probes, requests to Services) pass as established.
+	iptables -N "$FIREWALL_CHAIN-IN" 2>/dev/null || iptables -F "$FIREWALL_CHAIN-IN"
+	iptables -A "$FIREWALL_CHAIN-IN" -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN
+	iptables -A "$FIREWALL_CHAIN-IN" -d "$CLUSTER_DNS_IP" -p udp --dport 53 -j RETURN
+	iptables -A "$FIREWALL_CHAIN-IN" -d "$CLUSTER_DNS_IP" -p tcp --dport 53 -j RETURN
+	iptables -A "$FIREWALL_CHAIN-IN" -j DROP
+	iptables -C INPUT -i "$NODE_BRIDGE" -j "$FIREWALL_CHAIN-IN" 2>/dev/null ||
+		iptables -I INPUT -i "$NODE_BRIDGE" -j "$FIREWALL_CHAIN-IN"
 
 	cat >"$CNI_CONF_DIR/10-mesh-playground.conflist" <<-JSON
 		{
@@ -138,7 +147,11 @@ kube_iptables_down() {
 
 network_down() {
 	if iptables -C FORWARD -j "$FIREWALL_CHAIN" 2>/dev/null; then iptables -D FORWARD -j "$FIREWALL_CHAIN"; fi
+	if iptables -C INPUT -i "$NODE_BRIDGE" -j "$FIREWALL_CHAIN-IN" 2>/dev/null; then
+		iptables -D INPUT -i "$NODE_BRIDGE" -j "$FIREWALL_CHAIN-IN"
+	fi
 	if iptables -F "$FIREWALL_CHAIN" 2>/dev/null; then iptables -X "$FIREWALL_CHAIN"; fi
+	if iptables -F "$FIREWALL_CHAIN-IN" 2>/dev/null; then iptables -X "$FIREWALL_CHAIN-IN"; fi
 	if ip link show "$NODE_BRIDGE" >/dev/null 2>&1; then ip link del "$NODE_BRIDGE"; fi
 	rm -rf "$NODE_RUN/cni-ipam"
 	if [ -e "$NODE_DIR/sysctl.saved" ]; then

@@ -10,7 +10,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,6 +108,3 @@ class Load:
 
     def failures(self) -> list[Answer]:
         return [a for a in self.answers if not (a.parsed and a.parsed["code"] == "200")]
-
-    def hosts(self) -> Counter[str]:
-        return Counter(a.parsed["host"] for a in self.answers if a.parsed)

@@ -3,6 +3,7 @@ self-healing, clean removal. The tests run in file order; the last one undeploys
 """
 
 import json
+import re
 import subprocess
 import uuid
 
@@ -29,6 +30,14 @@ def rolled_out(apps: client.AppsV1Api, name: str) -> bool:
     )
 
 
+def serving_pod(core: client.CoreV1Api, service_name: str) -> str:
+    """The pod that answers a new connection to the Service's ClusterIP (kube-proxy picks it)."""
+    service = core.read_namespaced_service(service_name, NAMESPACE)
+    body = get(f"http://{service.spec.cluster_ip}:{service.spec.ports[0].port}/").body
+    match = re.search(r" on (\S+) with code ", body)
+    return match[1] if match else body
+
+
 def test_proxy_answers_from_v1_and_v2_pods(core: client.CoreV1Api, proxy_url: str) -> None:
     answers = [get(proxy_url) for _ in range(80)]
     parsed = [a.parsed for a in answers]
@@ -38,7 +47,9 @@ def test_proxy_answers_from_v1_and_v2_pods(core: client.CoreV1Api, proxy_url: st
         assert match["path"] == "/" and match["code"] == "200", match.string
         hosts[match["version"]].add(match["host"])
     assert hosts["1"], "no answer from a V1 pod in 80 requests"
-    assert hosts["2"], "no answer from a V2 pod in 80 requests"
+    # kube-proxy balances connections, not requests: a proxy that keeps its upstream
+    # connections alive forever stays on the pods it first reached.
+    assert hosts["2"], f"no answer from a V2 pod in 80 requests (V1 pods: {hosts['1']})"
     # Each answer names the pod that served it: a real pod of that version's Deployment.
     assert hosts["1"] <= pod_names(core, "app=webserver,version=v1")
     assert hosts["2"] <= pod_names(core, "app=webserver,version=v2")
@@ -72,11 +83,13 @@ def test_rolling_update_of_v2_under_load_loses_no_request(
         wait_for(lambda: rolled_out(apps, "webserverv2"), 240, "webserverv2 rolled out")
         after = pod_names(core, "app=webserver,version=v2")
         assert not after & before, "old V2 pods are still running"
-        wait_for(lambda: set(load.hosts()) & after, 60, "an answer from a new V2 pod")
     failures = load.failures()
     print(f"{len(load.answers)} requests during the update, {len(failures)} failed")
     assert len(load.answers) >= 100
     assert failures == [], [f.body for f in failures[:5]]
+    # The new pods serve (asked through their Service: every new connection is balanced).
+    served = {serving_pod(core, "webserverv2") for _ in range(20)}
+    assert served & after, f"no answer from the new V2 pods {after}, got {served}"
 
 
 def test_deleted_webserver_pod_is_replaced_and_traffic_recovers(
@@ -101,11 +114,59 @@ def test_deleted_webserver_pod_is_replaced_and_traffic_recovers(
         return streak >= 30
 
     wait_for(recovered, 60, "30 consecutive good answers through the proxy")
-    # The new pod serves: asked directly through its version's Service (kube-proxy balances
-    # every new connection).
-    service = core.read_namespaced_service("webserverv1", NAMESPACE)
-    url = f"http://{service.spec.cluster_ip}:{service.spec.ports[0].port}/"
-    wait_for(lambda: any(h in get(url).body for h in replacement), 60, "an answer from the new pod")
+    # The new pod serves (asked through its version's Service).
+    wait_for(
+        lambda: serving_pod(core, "webserverv1") in replacement, 60, "an answer from the new pod"
+    )
+
+
+PROBE = """
+import socket, sys
+socket.gethostbyname("webserver")  # cluster DNS answers (else this raises and the pod fails)
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
+except TimeoutError:
+    sys.exit(0)  # dropped by the node's firewall, as it should be
+sys.exit("the kubelet port on the node's address is reachable from a pod")
+"""
+
+
+def test_pods_reach_cluster_dns_but_not_the_hosts_other_ports(core: client.CoreV1Api) -> None:
+    node = core.list_node(label_selector="mesh-playground.io/node-mode=real").items[0]
+    node_ip = next(a.address for a in node.status.addresses if a.type == "InternalIP")
+    kubelet_port = node.status.daemon_endpoints.kubelet_endpoint.port
+    image = (
+        core.read_namespaced_pod(sorted(pod_names(core, "app=webserver"))[0], NAMESPACE)
+        .spec.containers[0]
+        .image
+    )
+    name = f"e2e-probe-{uuid.uuid4().hex[:6]}"
+    secure = {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    core.create_namespaced_pod(NAMESPACE, {
+        "metadata": {"name": name},
+        "spec": {
+            "restartPolicy": "Never",
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{"name": "probe", "image": image, "imagePullPolicy": "IfNotPresent",
+                            "command": ["python3", "-c", PROBE, node_ip, str(kubelet_port)],
+                            "securityContext": secure}],
+        },
+    })  # fmt: skip
+
+    def finished() -> str | None:
+        phase = core.read_namespaced_pod(name, NAMESPACE).status.phase
+        return phase if phase in ("Succeeded", "Failed") else None
+
+    try:
+        phase = wait_for(finished, 60, "the probe pod to finish")
+        assert phase == "Succeeded", core.read_namespaced_pod(name, NAMESPACE).status
+    finally:
+        core.delete_namespaced_pod(name, NAMESPACE, grace_period_seconds=0)
 
 
 def test_undeploy_leaves_nothing_running(core: client.CoreV1Api) -> None:
