@@ -128,6 +128,8 @@ PROXYURL = os.environ.get("PROXYURL") or "http://webserver"
 _BASE = _parse_proxyurl(PROXYURL)
 _BASE_ORIGIN = _origin(_BASE)
 _BASE_PATH = _BASE.path
+# PROXYURL's "scheme://host[:port]" as written (urlsplit lower-cases the scheme, not the host)
+_ORIGIN_URL = PROXYURL[: len(_BASE.scheme) + 3 + len(_BASE.netloc)]
 REDIRECT_HOSTS = _parse_redirect_hosts(os.environ.get("PROXY_REDIRECT_HOSTS", ""))
 MAX_REDIRECTS = _env_number("PROXY_MAX_REDIRECTS", 5, 0, 20, int)
 CONNECT_TIMEOUT = _env_number("PROXY_CONNECT_TIMEOUT", 3.0, 0.001, 300.0)
@@ -214,6 +216,23 @@ class UpstreamAdapter(HTTPAdapter):
     no state between requests of different clients: a Session would store the upstream's
     Set-Cookie for one client and replay it on the next client's requests.
     """
+
+    _origin_pool = None  # the pool for PROXYURL's origin, where nearly every request goes
+
+    def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
+        # requests parses the URL and normalises a pool key on every call: for PROXYURL's
+        # origin, look the pool up once (again if the pool manager has closed it since).
+        url = request.url
+        if url == _ORIGIN_URL or url.startswith(_ORIGIN_URL + "/"):
+            pool = self._origin_pool
+            if pool is None or pool.pool is None:
+                pool = super().get_connection_with_tls_context(request, verify, proxies, cert)
+                self._origin_pool = pool
+            return pool
+        return super().get_connection_with_tls_context(request, verify, proxies, cert)
+
+    def request_url(self, request, proxies):
+        return request.path_url  # never through a proxy: the request line carries the path
 
     def build_response(self, req, resp):
         response = requests.Response()
