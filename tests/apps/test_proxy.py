@@ -5,7 +5,7 @@ import re
 from urllib.parse import urlsplit
 
 import pytest
-from apps_live import free_port, no_new_requests, raw_request
+from apps_live import RecordingUpstream, free_port, no_new_requests, raw_request
 
 TOOK = re.compile(rb" - Took (\d+) milliseconds$")
 
@@ -350,3 +350,22 @@ def test_upstream_cookies_are_not_replayed_to_other_clients(serve, upstream):
     assert raw_request(proxy.port, "/other-client").status == 200
     for seen in upstream.seen:
         assert "cookie" not in {name.lower() for name, _ in seen.headers}, seen.path
+
+
+def test_requests_keep_working_after_redirects_to_many_origins(serve, upstream):
+    """Redirects to more origins than a thread's pool manager keeps (4) push the pool of
+    PROXYURL's origin out of it; the proxy keeps its own reference and must go on working."""
+    others = [RecordingUpstream().start() for _ in range(5)]
+    try:
+        for i, other in enumerate(others):
+            upstream.redirects[f"/r{i}"] = f"http://localhost:{other.port}/"
+        proxy = serve("proxy", PROXYURL=upstream.url, PROXY_REDIRECT_HOSTS="localhost",
+                      WEB_CONCURRENCY=1, GUNICORN_THREADS=1)  # fmt: skip
+        for _ in range(2):
+            for i in range(len(others)):
+                assert raw_request(proxy.port, f"/r{i}").status == 200
+                assert raw_request(proxy.port, "/").status == 200
+        assert all(len(other.seen) == 2 for other in others)
+    finally:
+        for other in others:
+            other.stop()
