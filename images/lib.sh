@@ -1,4 +1,5 @@
 # Shared settings of the image scripts (sourced, not run).
+# shellcheck shell=bash disable=SC2034
 # Images are built rootful with buildah into a private store under the cache, exported as
 # docker-archive tarballs and imported into the node's containerd. Nothing is pulled.
 set -euo pipefail

@@ -1,6 +1,6 @@
 # Settings of the real node (sourced after cluster/lib.sh). One node, one bridge, host processes:
 # containerd (Debian), kubelet and kube-proxy (built at KUBERNETES_VERSION), CoreDNS (Go module).
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034
 
 NODE_NAME=${CLUSTER_REAL_NODE_NAME:-mesh-playground-node}
 NODE_DIR=$STATE_DIR/node-real                 # generated configs (git-ignored .cluster/)

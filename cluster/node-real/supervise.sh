@@ -213,30 +213,28 @@ containerd_up() {
 # namespaces and mounts the CRI plugin would have released, had kubelet asked it to.
 pods_down() {
 	[ -S "$CONTAINERD_SOCKET" ] && ctr_k8s version >/dev/null 2>&1 || return 0
-	local ids id netns=() deadline
+	local ids id ns netns=() deadline
 	ids=$(ctr_k8s containers list --quiet)
 	[ -n "$ids" ] || return 0
 	info "removing $(wc -w <<<"$ids") pod containers"
 	for id in $ids; do
-		netns+=($(ctr_k8s containers info "$id" 2>/dev/null |
-			sed -n 's|.*"path": "\(/var/run/netns/cni-[^"]*\)".*|\1|p; s|.*"path": "\(/run/netns/cni-[^"]*\)".*|\1|p'))
+		mapfile -t -O "${#netns[@]}" netns < <(ctr_k8s containers info "$id" 2>/dev/null |
+			sed -n 's|.*"path": "\(/[a-z/]*run/netns/cni-[^"]*\)".*|\1|p')
 		ctr_k8s tasks kill --signal SIGTERM "$id" >/dev/null 2>&1 || true
 	done
+	# Up to 10 s for the apps' graceful stop; then whatever still runs is killed.
 	deadline=$((SECONDS + 10))
-	while ctr_k8s tasks list --quiet 2>/dev/null | grep -q . && [ "$SECONDS" -lt "$deadline" ]; do
-		# Pause containers ignore nothing, but an app may take its grace period: TERM first.
-		for id in $(ctr_k8s tasks list 2>/dev/null | awk '$3 == "STOPPED" {print $1}'); do
-			ctr_k8s tasks delete "$id" >/dev/null 2>&1 || true
-		done
+	while [ "$SECONDS" -lt "$deadline" ] &&
+		ctr_k8s tasks list 2>/dev/null | awk 'NR > 1 && $3 != "STOPPED"' | grep -q .; do
 		sleep 0.2
 	done
 	for id in $(ctr_k8s tasks list --quiet 2>/dev/null); do
 		ctr_k8s tasks delete --force "$id" >/dev/null 2>&1 || true
 	done
 	for id in $ids; do ctr_k8s containers delete "$id" >/dev/null 2>&1 || true; done
-	for id in "${netns[@]}"; do
-		umount "$id" 2>/dev/null || true
-		rm -f "$id"
+	for ns in "${netns[@]}"; do
+		umount "$ns" 2>/dev/null || true
+		rm -f "$ns"
 	done
 }
 
@@ -420,7 +418,12 @@ run | standalone)
 	# TERM interrupts `wait -n` at once (and a short command otherwise); a failed start too
 	# takes down what it had started.
 	trap 'down; exit 0' TERM INT
-	trap 'status=$?; [ "$status" = 0 ] || down; exit "$status"' EXIT
+	on_exit() {
+		local status=$?
+		[ "$status" = 0 ] || down
+		exit "$status"
+	}
+	trap on_exit EXIT
 	up
 	;;
 cleanup) down ;;
