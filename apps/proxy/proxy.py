@@ -20,7 +20,6 @@ from urllib.parse import quote, urljoin, urlsplit
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
-from requests.structures import CaseInsensitiveDict
 
 TRACE_HEADERS = (
     "x-request-id",
@@ -208,6 +207,18 @@ def _redirect_target(url, location):
     )
 
 
+class _Response(requests.Response):
+    """A Response without the cookie jar that requests.Response() builds for every response."""
+
+    def __init__(self):
+        self._content = False
+        self._content_consumed = False
+        self._next = None
+        self.encoding = None
+        self.history = []
+        self.cookies = None
+
+
 class UpstreamAdapter(HTTPAdapter):
     """requests' HTTP adapter, minus the cookie jar.
 
@@ -235,7 +246,7 @@ class UpstreamAdapter(HTTPAdapter):
         return request.path_url  # never through a proxy: the request line carries the path
 
     def build_response(self, req, resp):
-        response = requests.Response()
+        response = _Response()
         response.status_code = resp.status
         response.headers = resp.headers  # urllib3's headers: already case-insensitive
         response.raw = resp
@@ -270,8 +281,8 @@ def _request(url, headers):
     request = requests.PreparedRequest()
     request.method = "GET"
     request.url = url
-    request.headers = CaseInsensitiveDict(_REQUEST_HEADERS)
-    request.headers.update(headers)
+    # A plain dict: the names are ours (lower-case, no two alike), nothing to fold.
+    request.headers = {**_REQUEST_HEADERS, **headers}
     request.body = None
     return request
 

@@ -231,6 +231,8 @@ class RecordingUpstream:
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        # A client hanging up mid-answer (the proxy dropping an oversized body) is expected.
+        self.server.handle_error = lambda request, client_address: None
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}{self.base}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
