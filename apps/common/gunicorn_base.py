@@ -101,6 +101,9 @@ graceful_timeout = env_int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 preload_app = True
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
 control_socket_disable = True
+# Nobody may set the URL scheme or SCRIPT_NAME/PATH_INFO through X-Forwarded-* style headers
+# (gunicorn trusts 127.0.0.1 by default; the apps build no URLs from them).
+forwarded_allow_ips = ""
 logger_class = JsonAccessLogger
 accesslog = None if os.environ.get("ACCESS_LOG", "on") == "off" else "-"
 errorlog = "-"

@@ -30,6 +30,7 @@ def test_settings_come_from_the_environment(app):
     assert settings["worker_class"] == "gthread"
     assert settings["worker_tmp_dir"] == "/dev/shm"  # noqa: S108 (read-only root fs)
     assert settings["control_socket_disable"] == "True"  # no socket file under $HOME either
+    assert settings["forwarded_allow_ips"] == "[]"  # no peer may rewrite scheme or paths
     assert int(settings["keepalive"]) > 3600  # outlives Envoy's default 1 h idle timeout
     assert settings["logger_class"] == "<JsonAccessLogger()>"
 
