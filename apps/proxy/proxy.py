@@ -189,12 +189,12 @@ def upstream_url(path):
 
 def _redirect_target(url, location):
     """The absolute URL a redirect points to, or Refused(502) when the policy forbids it."""
-    target = urljoin(url, location)  # resolves relative references like a browser (RFC 3986)
-    parts = urlsplit(target)
     try:
+        target = urljoin(url, location)  # resolves relative references like a browser does
+        parts = urlsplit(target)
         origin = _origin(parts)
-    except ValueError:
-        origin = None
+    except ValueError:  # e.g. a malformed IPv6 host or port
+        raise Refused(502, f"Error: invalid redirect location {location[:200]!r}") from None
     if origin == _BASE_ORIGIN:
         return target
     if origin and parts.scheme in _DEFAULT_PORTS and parts.hostname in REDIRECT_HOSTS:

@@ -202,12 +202,16 @@ def test_redirect_elsewhere_is_refused(serve, upstream, other_upstream):
     upstream.redirects["/scheme"] = f"https://127.0.0.1:{upstream.port}/base/x"
     upstream.redirects["/ftp"] = "ftp://localhost/"
     upstream.redirects["/loop"] = "/base/loop"
+    upstream.redirects["/bad"] = "http://[::1/x"  # not a URL at all
     proxy = serve("proxy", PROXYURL=upstream.url, PROXY_REDIRECT_HOSTS="webserverv1")
     with no_new_requests(other_upstream):
         for target in ("/port", "/host", "/scheme", "/ftp"):
             response = raw_request(proxy.port, target)
             assert response.status == 502, target
             assert b"refused: only PROXYURL's origin and PROXY_REDIRECT_HOSTS" in response.body
+    response = raw_request(proxy.port, "/bad")
+    assert response.status == 502
+    assert b"Error: invalid redirect location 'http://[::1/x'" in response.body
     response = raw_request(proxy.port, "/loop")
     assert response.status == 502
     assert b"more than 5 redirects (PROXY_MAX_REDIRECTS)" in response.body
