@@ -5,11 +5,12 @@ Warm start: `cluster.sh up` with binaries and PKI in place, from no process runn
 process of the cluster is left. BENCH_CLUSTER_RUNS (default 3) down/up cycles; the cluster is
 left running or stopped as it was found. Goal: warm start under 60 s.
 
-Builds are not re-run (a cold Kubernetes build is 25+ min on 2 cores): the table shows what each
+Builds are not re-run (a cold Kubernetes build is ~30 min on 2 cores): the table shows what each
 build recorded in ~/.cache/mesh-playground/<component>/<version>/build-info.env, with how many
 packages it had to compile (a cold build compiles nearly all of them, a build over a warm Go
-cache only links). BENCH_CLUSTER_COLD_BUILD=1 measures a cold build now, into a temporary empty
-Go build cache and output directory (Go modules already downloaded are reused).
+cache only links), and the last cold build's record (cold-build-info.env) when that is older.
+BENCH_CLUSTER_COLD_BUILD=1 measures a cold build now, into a temporary empty Go build cache and
+output directory (Go modules already downloaded are reused), and keeps its record.
 """
 
 import os
@@ -27,6 +28,7 @@ from cluster_live import CLUSTER_SH, REPO, marked_processes, versions
 
 RUNS = int(os.environ.get("BENCH_CLUSTER_RUNS", "3"))
 WARM_START_GOAL = 60.0
+COLD_STAMP = "cold-build-info.env"  # build.sh keeps a cold build's record under this name
 BUILDS = {"kubernetes": ("k8s", "KUBERNETES_VERSION"), "etcd": ("etcd", "ETCD_VERSION")}
 BUILDS["kwok"] = ("kwok", "KWOK_VERSION")
 
@@ -38,9 +40,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mesh-playground"
 
 
-def build_info(cache: Path, component: str) -> dict[str, str]:
+def build_info(cache: Path, component: str, stamp_name: str = "build-info.env") -> dict[str, str]:
     directory, version_key = BUILDS[component]
-    stamp = cache / directory / versions()[version_key] / "build-info.env"
+    stamp = cache / directory / versions()[version_key] / stamp_name
     if not stamp.exists():
         return {}
     return dict(line.split("=", 1) for line in stamp.read_text().splitlines() if "=" in line)
@@ -48,20 +50,29 @@ def build_info(cache: Path, component: str) -> dict[str, str]:
 
 def print_builds(title: str, cache: Path) -> None:
     print(f"\n{title}\n")
-    print("| build      | version  | took     | packages compiled | Go cache |")
-    print("|------------|----------|----------|-------------------|----------|")
+    columns = ["build     ", "version ", "took    ", "packages compiled", "Go cache"]
+    columns += ["built at (UTC)      ", "load"]
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "|".join("-" * (len(column) + 2) for column in columns) + "|")
     for component in BUILDS:
-        info = build_info(cache, component)
-        if not info:
+        last, cold = build_info(cache, component), build_info(cache, component, COLD_STAMP)
+        if not last:
             print(f"| {component:<10} | (not built yet: make cluster-build) |")
-            continue
-        seconds, compiled = int(info["BUILD_SECONDS"]), int(info["PACKAGES_COMPILED"])
-        total = int(info["PACKAGES_TOTAL"])
-        kind = "cold" if compiled >= 0.8 * total else "warm" if compiled < 0.1 * total else "partly"
-        print(
-            f"| {component:<10} | {info['VERSION']:<8} | {seconds // 60:>2}m{seconds % 60:02d}s   "
-            f"| {compiled:>6} of {total:>6}  | {kind:<8} |"
-        )
+        # The last build, and the last cold one when that was an earlier build.
+        for info in (last, cold) if cold and cold != last else (last,):
+            if info:
+                print_build_row(component, info)
+
+
+def print_build_row(component: str, info: dict[str, str]) -> None:
+    seconds, compiled = int(info["BUILD_SECONDS"]), int(info["PACKAGES_COMPILED"])
+    total = int(info["PACKAGES_TOTAL"])
+    kind = "cold" if compiled >= 0.8 * total else "warm" if compiled < 0.1 * total else "partly"
+    print(
+        f"| {component:<10} | {info['VERSION']:<8} | {seconds // 60:>2}m{seconds % 60:02d}s   "
+        f"| {compiled:>6} of {total:>6}  | {kind:<8} | {info['BUILT_AT']} "
+        f"| {info.get('LOAD_AVERAGE', '?'):>4} |"
+    )
 
 
 def cold_build() -> None:
@@ -69,6 +80,12 @@ def cold_build() -> None:
         env = os.environ | {"CLUSTER_CACHE_DIR": temp, "GOCACHE": f"{temp}/go-build"}
         subprocess.run([str(REPO / "cluster" / "build.sh")], env=env, check=True)
         print_builds("Cold build, measured now (empty Go build cache):", Path(temp))
+        for directory, version_key in BUILDS.values():  # keep the record to quote
+            built = Path(temp) / directory / versions()[version_key] / COLD_STAMP
+            if built.exists():
+                kept = cache_dir() / directory / versions()[version_key]
+                kept.mkdir(parents=True, exist_ok=True)
+                shutil.copy(built, kept / COLD_STAMP)
         # The Go cache is full of read-only files; make them removable.
         subprocess.run(["chmod", "-R", "u+w", temp], check=False)
         shutil.rmtree(temp, ignore_errors=True)
