@@ -73,8 +73,10 @@ ready_real_node() {
 
 node_names() { echo "$NODE_NAME"; }
 
-# kubelet registers its Node itself. Simulated nodes left from a kwok-mode run of the same
-# cluster state would still attract pods that never run: they go.
-node_register() {
-	kubectl_admin get nodes -o name -l type=kwok | xargs -r kubectl_admin delete --wait=false >/dev/null
+# kubelet registers its Node itself (and supervise.sh deletes it when the node goes down).
+node_register() { :; }
+
+# Another mode takes over after this node was killed rather than stopped: its Node goes too.
+node_unregister() {
+	kubectl_admin delete node "$NODE_NAME" --ignore-not-found --wait=false >/dev/null
 }
