@@ -38,8 +38,9 @@ class JsonAccessLogger(Logger):
     """Gunicorn's logger, with access log lines as JSON objects (one per line).
 
     To stdout (the default) a line is one os.write: no logging-module work per request, and
-    lines from threads and workers never mix (a pipe write up to 4 KiB is atomic; long fields
-    are cut to keep lines short).
+    lines from threads and workers never mix: a pipe write of up to 4 KiB is atomic, and the
+    free-text fields are cut so that a line stays below that (at most 2 bytes per character
+    with ensure_ascii=False: gunicorn has already refused control characters).
     """
 
     def setup(self, cfg):
@@ -66,7 +67,7 @@ class JsonAccessLogger(Logger):
             "x_request_id": _cut(environ.get("HTTP_X_REQUEST_ID"), 200),
             "user_agent": _cut(environ.get("HTTP_USER_AGENT"), 200),
         }
-        line = json.dumps(record)
+        line = json.dumps(record, ensure_ascii=False)
         if self._access_fd is None:
             # A message without arguments is never %-formatted by logging: the JSON stays intact.
             self.access_log.info(line)

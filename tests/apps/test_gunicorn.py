@@ -37,7 +37,7 @@ def test_settings_come_from_the_environment(app):
 
 def test_access_log_is_one_json_object_per_line(serve):
     web = serve("webserver", DELAY_MAX_SECONDS=1)
-    tricky = 'id "quoted" \\ back\\slash {}%s'
+    tricky = 'id "quoted" \\ back\\slash {}%s caf\xe9'
     raw_request(web.port, "/delay/0.2?x=1", [("X-Request-Id", tricky), ("User-Agent", 'a"b')])
 
     def record():
