@@ -13,7 +13,7 @@ NAMESPACE=${PLAYGROUND_NAMESPACE:-mesh-playground}
 	die "the local cluster is not running: make cluster-up CLUSTER_NODE_MODE=real (then make deploy)"
 mode=$(cat "$RUN_DIR/node-mode" 2>/dev/null || echo unknown)
 [ "$mode" = real ] ||
-	die "the cluster runs in '$mode' node mode, where pods are simulated and nothing answers; use CLUSTER_NODE_MODE=real"
+	die "the cluster runs in '$mode' node mode, where pods are simulated and nothing answers: CLUSTER_NODE_MODE=real make cluster-up joins the real node, then make deploy"
 port=$(kubectl_admin --namespace "$NAMESPACE" get service proxy -o 'jsonpath={.spec.ports[0].nodePort}' 2>/dev/null) || true
 [ -n "$port" ] || die "no proxy Service with a NodePort in namespace $NAMESPACE: deploy the apps first (make deploy)"
 url=http://127.0.0.1:$port/
