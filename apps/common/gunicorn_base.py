@@ -17,6 +17,7 @@ import os
 import sys
 import time
 
+import gunicorn.util
 from gunicorn.glogging import Logger
 
 
@@ -74,6 +75,23 @@ class JsonAccessLogger(Logger):
         else:
             os.write(self._access_fd, (line + "\n").encode())
 
+
+def write_plain_error(sock, status_int, reason, mesg):
+    """gunicorn's own answers (a malformed request, an app crash) as text/plain + nosniff.
+
+    gunicorn writes them as text/html through gunicorn.util.write_error; replacing that one
+    function (below) keeps the apps' rule for every response, whoever writes it.
+    """
+    body = (f"{reason}: {mesg}" if mesg else reason).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    gunicorn.util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+gunicorn.util.write_error = write_plain_error
 
 _second = (0, "")  # (a second since the epoch, its ISO 8601 form): formatted once a second
 

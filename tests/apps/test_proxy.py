@@ -102,6 +102,10 @@ def test_malformed_targets_never_reach_the_upstream(serve, upstream, target):
     with no_new_requests(upstream):
         response = raw_request(proxy.port, target)
     assert response.status == 400
+    # refused by gunicorn itself or by the proxy: the same rule for both (gunicorn_base.py)
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.body.startswith((b"Bad Request: ", b"path refused: "))
 
 
 @pytest.mark.parametrize(

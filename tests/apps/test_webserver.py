@@ -82,6 +82,11 @@ def test_every_response_is_plain_text_nosniff_with_the_version(serve):
         assert response.headers["content-type"] == "text/plain; charset=utf-8", target
         assert response.headers["x-content-type-options"] == "nosniff", target
         assert response.headers["x-app-version"] == "v2", target
+    for malformed in ("/a b", "@evil.com/x"):  # answered by gunicorn itself
+        response = raw_request(web.port, malformed)
+        assert response.status == 400, malformed
+        assert response.headers["content-type"] == "text/plain; charset=utf-8", malformed
+        assert response.headers["x-content-type-options"] == "nosniff", malformed
     unversioned = serve("webserver")
     assert "x-app-version" not in raw_request(unversioned.port, "/").headers
 
