@@ -53,6 +53,8 @@ cmd_kube_apiserver() {
 		--client-ca-file="$PKI_DIR/ca.crt"
 		--kubelet-client-certificate="$PKI_DIR/apiserver-kubelet-client.crt"
 		--kubelet-client-key="$PKI_DIR/apiserver-kubelet-client.key"
+		# The real node's name does not resolve on the host: logs/exec reach it by its InternalIP.
+		--kubelet-preferred-address-types=InternalIP,Hostname
 		--authorization-mode=Node,RBAC
 		# The default admission plugins (PodSecurity, ServiceAccount, LimitRanger, ResourceQuota,
 		# webhooks, ...) are on; NodeRestriction is the one the defaults leave out.
