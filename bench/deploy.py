@@ -8,7 +8,8 @@ of its own (bench-deploy, so a deployed mesh-playground is left alone), BENCH_DE
 - kubectl fresh:   `kubectl apply --server-side` of the objects the roles render
                    (playbooks/render.yml), then `kubectl rollout status` of every Deployment;
 - kubectl no-op:   the same apply again;
-- ansible undeploy: undeploy.yml until everything is gone.
+- ansible undeploy: undeploy.yml until everything is gone;
+- ansible floor:   ansible-playbook running one debug task (what any playbook costs here).
 Prints the median and the best run of each, and the no-op ratio. Goal: ansible no-op within
 2x kubectl no-op.
 """
@@ -79,8 +80,9 @@ def delete_namespace() -> None:
     run(kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true"))
 
 
-def one_round(objects: Path, deployments: list[str]) -> dict[str, float]:
+def one_round(objects: Path, deployments: list[str], floor: Path) -> dict[str, float]:
     times: dict[str, float] = {}
+    times["ansible floor (one debug task)"], _ = timed(["ansible-playbook", str(floor)])
     delete_namespace()
     times["ansible fresh (to rollouts complete)"], _ = timed(playbook("deploy.yml"))
     times["ansible no-op"], out = timed(playbook("deploy.yml"))
@@ -108,6 +110,8 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             objects = Path(tmp) / "objects.yml"
+            floor = Path(tmp) / "floor.yml"
+            floor.write_text("- {hosts: all, gather_facts: false, tasks: [debug: {msg: floor}]}\n")
             run([*playbook("render.yml"), "-e", f"playground_render_dest={objects}"])
             rendered = [o for o in yaml.safe_load_all(objects.read_text()) if o]
             deployments = [o["metadata"]["name"] for o in rendered if o["kind"] == "Deployment"]
@@ -119,7 +123,7 @@ def main() -> None:
             )
             rounds = []
             for i in range(RUNS):
-                rounds.append(one_round(objects, deployments))
+                rounds.append(one_round(objects, deployments, floor))
                 print(f"   run {i + 1}/{RUNS} done", flush=True)
     finally:
         if started_here:
