@@ -4,7 +4,9 @@ Configurations: each webserver alone, and proxy -> webserver, ours (gunicorn wit
 default settings, JSON access log on, to a file) and the seed's (node, its code extracted from
 the seed text into ~/.cache/mesh-playground/seed-node, `request` from npm). All four servers
 run at once; the configurations are measured in turns, BENCH_ROUNDS times, so that a change in
-the machine's load affects ours and the seed's alike; the table shows the median round.
+the machine's load affects ours and the seed's alike; the table shows the median round, with
+the servers' CPU time per request (user + system, from /proc: less sensitive to other jobs on
+the machine than requests/s).
 Environment: BENCH_DURATION (s per measurement, default 5), BENCH_ROUNDS (default 3),
 BENCH_CONNECTIONS (default 32), BENCH_THREADS (wrk threads, default 2), BENCH_SKIP_NODE=1.
 """
@@ -47,7 +49,35 @@ def wrk(port, duration):
     errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
     errors += sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])
-    return rps, latency(50), latency(99), errors
+    requests = int(re.search(r"(\d+) requests in", out)[1])
+    return rps, latency(50), latency(99), errors, requests
+
+
+def cpu_seconds(roots):
+    """CPU time (user + system) used so far by the processes `roots` and their children."""
+    stats = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # not a process, or gone meanwhile
+        stats[int(entry)] = (int(fields[1]), int(fields[11]) + int(fields[12]))  # ppid, ticks
+    pids, ticks = set(roots), 0
+    for pid, (ppid, used) in sorted(stats.items()):
+        if pid in pids or ppid in pids:
+            pids.add(pid)
+            ticks += used
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def measure(port, roots):
+    """One wrk run, with the servers' CPU time per request (microseconds)."""
+    wrk(port, WARMUP)
+    before = cpu_seconds(roots)
+    rps, p50, p99, errors, requests = wrk(port, DURATION)
+    cpu_us = (cpu_seconds(roots) - before) / max(requests, 1) * 1e6
+    return rps, p50, p99, cpu_us, errors
 
 
 def start_node(name, log_dir, **env):
@@ -66,11 +96,15 @@ def start_node(name, log_dir, **env):
 
 
 def start_all(logs, with_node):
-    """{configuration: port} and the processes to stop."""
+    """{configuration: (port, server pids)} and the processes to stop."""
     unset = {"WEB_CONCURRENCY": None, "GUNICORN_THREADS": None}  # the apps' own defaults
     web = Gunicorn("webserver", logs, unset).start()
     proxy = Gunicorn("proxy", logs, {**unset, "PROXYURL": f"http://127.0.0.1:{web.port}"}).start()
-    ports = {"ours: webserver (gunicorn)": web.port, OURS_PROXIED: proxy.port}
+    web_pid, proxy_pid = web.process.pid, proxy.process.pid
+    ports = {
+        "ours: webserver (gunicorn)": (web.port, [web_pid]),
+        OURS_PROXIED: (proxy.port, [proxy_pid, web_pid]),
+    }
     processes = [proxy, web]
     if with_node:
         seed_node.prepare(with_request=True)
@@ -78,8 +112,8 @@ def start_all(logs, with_node):
         node_proxy, node_proxy_port = start_node(
             "proxy", logs, PROXYURL=f"http://127.0.0.1:{node_web_port}"
         )
-        ports["seed: webserver (node)"] = node_web_port
-        ports[SEED_PROXIED] = node_proxy_port
+        ports["seed: webserver (node)"] = (node_web_port, [node_web.pid])
+        ports[SEED_PROXIED] = (node_proxy_port, [node_proxy.pid, node_web.pid])
         processes += [node_proxy, node_web]
     return ports, processes
 
@@ -112,18 +146,18 @@ def main():
         try:
             for round_ in range(1, ROUNDS + 1):
                 print(f">> round {round_}/{ROUNDS}", file=sys.stderr, flush=True)
-                for name, port in ports.items():
-                    wrk(port, WARMUP)
-                    runs.setdefault(name, []).append(wrk(port, DURATION))
+                for name, (port, roots) in ports.items():
+                    runs.setdefault(name, []).append(measure(port, roots))
         finally:
             stop_all(processes)
-    print("| configuration                      |     req/s | p50 ms  | p99 ms  | errors |")
-    print("|------------------------------------|-----------|---------|---------|--------|")
+    row = "| {:<31} | {:>7} | {:>6} | {:>6} | {:>10} | {:>6} |"
+    print(row.format("configuration", "req/s", "p50 ms", "p99 ms", "CPU us/req", "errors"))
+    print(row.format("-" * 31, "-" * 7, "-" * 6, "-" * 6, "-" * 10, "-" * 6).replace(" ", "-"))
     median = {}
     for name, results in runs.items():
-        rps, p50, p99, errors = sorted(results)[len(results) // 2]  # the median round by req/s
+        rps, p50, p99, cpu_us, errors = sorted(results)[len(results) // 2]  # median by req/s
         median[name] = rps
-        print(f"| {name:<34} | {rps:>9,.0f} | {p50:>7.2f} | {p99:>7.2f} | {errors:>6} |")
+        print(row.format(name, f"{rps:,.0f}", f"{p50:.2f}", f"{p99:.2f}", f"{cpu_us:,.0f}", errors))
     if with_node:
         ratio = median[OURS_PROXIED] / median[SEED_PROXIED]
         rounds = [
