@@ -40,8 +40,8 @@ class JsonAccessLogger(Logger):
 
     To stdout (the default) a line is one os.write: no logging-module work per request, and
     lines from threads and workers never mix: a pipe write of up to 4 KiB is atomic, and the
-    free-text fields are cut so that a line stays below that (at most 2 bytes per character
-    with ensure_ascii=False: gunicorn has already refused control characters).
+    free-text fields are cut so that a line stays below that even if every character had to
+    be escaped (json.dumps writes non-ASCII as \\uXXXX; gunicorn refuses control characters).
     """
 
     def setup(self, cfg):
@@ -55,25 +55,26 @@ class JsonAccessLogger(Logger):
         if not self.access_log_enabled:
             return
         status = resp.status
-        if isinstance(status, str):
-            status = int(status.split(None, 1)[0])
-        record = {
-            "time": _utc_now(),
-            "remote_addr": environ.get("REMOTE_ADDR"),
-            "method": environ.get("REQUEST_METHOD"),
-            "target": _cut(environ.get("RAW_URI"), 1000),
-            "status": status,
-            "bytes": getattr(resp, "sent", None),
-            "duration_ms": round(request_time.total_seconds() * 1000, 3),
-            "x_request_id": _cut(environ.get("HTTP_X_REQUEST_ID"), 200),
-            "user_agent": _cut(environ.get("HTTP_USER_AGENT"), 200),
-        }
-        line = json.dumps(record, ensure_ascii=False)
+        request_id = environ.get("HTTP_X_REQUEST_ID")
+        user_agent = environ.get("HTTP_USER_AGENT")
+        line = json.dumps(
+            {
+                "time": _utc_now(),
+                "remote_addr": environ.get("REMOTE_ADDR"),
+                "method": environ.get("REQUEST_METHOD"),
+                "target": environ.get("RAW_URI", "")[:400],
+                "status": int(status[:3]) if isinstance(status, str) else status,
+                "bytes": getattr(resp, "sent", None),
+                "duration_ms": round(request_time.total_seconds() * 1000, 3),
+                "x_request_id": request_id[:100] if request_id else request_id,
+                "user_agent": user_agent[:100] if user_agent else user_agent,
+            }
+        )
         if self._access_fd is None:
             # A message without arguments is never %-formatted by logging: the JSON stays intact.
             self.access_log.info(line)
         else:
-            os.write(self._access_fd, (line + "\n").encode())
+            os.write(self._access_fd, line.encode() + b"\n")
 
 
 def write_plain_error(sock, status_int, reason, mesg):
@@ -104,10 +105,6 @@ def _utc_now():
     if second != _second[0]:
         _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
     return f"{_second[1]}.{int((now - second) * 1000):03d}Z"
-
-
-def _cut(value, limit):
-    return value[:limit] if value and len(value) > limit else value
 
 
 bind = f"{os.environ.get('BIND_ADDRESS', '127.0.0.1')}:{env_int('PORT', 3030, 1, 65535)}"
