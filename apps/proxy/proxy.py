@@ -131,6 +131,10 @@ _BASE_PATH = _BASE.path
 _ORIGIN_URL = PROXYURL[: len(_BASE.scheme) + 3 + len(_BASE.netloc)]
 REDIRECT_HOSTS = _parse_redirect_hosts(os.environ.get("PROXY_REDIRECT_HOSTS", ""))
 MAX_REDIRECTS = _env_number("PROXY_MAX_REDIRECTS", 5, 0, 20, int)
+# Seconds an upstream connection is reused. kube-proxy balances connections, not requests: with
+# the default 0 every request opens a new one, so answers alternate between the Service's pods
+# as in the seed. Behind a mesh sidecar (which balances per request) reuse is safe and faster.
+UPSTREAM_KEEPALIVE = _env_number("PROXY_UPSTREAM_KEEPALIVE", 0.0, 0.0, 3600.0)
 CONNECT_TIMEOUT = _env_number("PROXY_CONNECT_TIMEOUT", 3.0, 0.001, 300.0)
 READ_TIMEOUT = _env_number("PROXY_READ_TIMEOUT", 15.0, 0.001, 3600.0)
 MAX_BODY_BYTES = _env_number("PROXY_MAX_BODY_BYTES", 1 << 20, 1, 1 << 30, int)
@@ -262,15 +266,22 @@ _REQUEST_HEADERS = {
     "User-Agent": "mesh-playground-proxy",
     "Accept-Encoding": "identity",  # the body is passed on, not inflated
 }
+if not UPSTREAM_KEEPALIVE:
+    _REQUEST_HEADERS["Connection"] = "close"
 _local = threading.local()
 
 
 def _adapter():
-    """This thread's adapter: its connections to the upstream are kept alive and reused."""
+    """This thread's adapter; its upstream connections live at most UPSTREAM_KEEPALIVE s."""
     adapter = getattr(_local, "adapter", None)
+    now = time.monotonic()
+    if adapter is not None and UPSTREAM_KEEPALIVE and now - _local.since > UPSTREAM_KEEPALIVE:
+        adapter.close()  # the next connections may land on other pods of the Service
+        adapter = None
     if adapter is None:
         # One thread sends one request at a time: one connection per host is enough.
         adapter = _local.adapter = UpstreamAdapter(pool_connections=4, pool_maxsize=1)
+        _local.since = now
     return adapter
 
 

@@ -2,10 +2,11 @@
 
 import random
 import re
+import time
 from urllib.parse import urlsplit
 
 import pytest
-from apps_live import RecordingUpstream, free_port, no_new_requests, raw_request
+from apps_live import DEADLINE, RecordingUpstream, free_port, no_new_requests, raw_request
 
 TOOK = re.compile(rb" - Took (\d+) milliseconds$")
 
@@ -266,7 +267,8 @@ def test_trace_and_configured_headers_are_forwarded_hop_by_hop_ones_never(serve,
         "x-forwarded-for",
     ):
         assert name not in received, name
-    assert received.get("connection", "keep-alive") == "keep-alive"  # HTTP/1.1: kept alive
+    # the client's Connection header is not passed on; ours asks for a new connection per request
+    assert received["connection"] == "close"
 
 
 @pytest.mark.parametrize(
@@ -324,11 +326,30 @@ def test_oversized_upstream_body_is_capped(serve, upstream, kind):
     assert raw_request(proxy.port, "/").status == 200  # the dropped connection is not reused
 
 
-def test_upstream_connections_are_kept_alive(serve, upstream):
+def test_each_request_opens_a_new_upstream_connection_by_default(serve, upstream):
+    """As in the seed: kube-proxy then spreads the requests over the Service's pods."""
     proxy = serve("proxy", PROXYURL=upstream.url, WEB_CONCURRENCY=1, GUNICORN_THREADS=1)
     for _ in range(20):
         assert raw_request(proxy.port, "/").status == 200
-    assert len({seen.client_port for seen in upstream.seen}) == 1
+    assert len({seen.client_port for seen in upstream.seen}) == 20
+
+
+def test_upstream_connections_are_reused_for_the_keepalive_time(serve, upstream):
+    proxy = serve(
+        "proxy",
+        PROXYURL=upstream.url,
+        WEB_CONCURRENCY=1,
+        GUNICORN_THREADS=1,
+        PROXY_UPSTREAM_KEEPALIVE=2,
+    )
+    for _ in range(2):
+        assert raw_request(proxy.port, "/").status == 200
+    first_port = upstream.seen[0].client_port
+    assert upstream.seen[1].client_port == first_port  # reused...
+    deadline = time.monotonic() + DEADLINE
+    while upstream.seen[-1].client_port == first_port:  # then it moves on to a new connection
+        assert time.monotonic() < deadline, "the upstream connection was never renewed"
+        assert raw_request(proxy.port, "/").status == 200
 
 
 def test_environment_proxies_and_netrc_are_ignored(serve, upstream, other_upstream, tmp_path):
