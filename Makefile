@@ -73,10 +73,14 @@ test-cluster: venv cluster-up ## Tests of the local cluster against its real API
 
 # ---------------------------------------------------------------- Ansible deploy (roles/, playbooks/, README "Deploying with Ansible")
 .PHONY: deploy undeploy test-molecule
-deploy: venv cluster-up ## Bring the local cluster up and deploy the apps (namespace, webservers v1/v2, proxy); shows what runs
+# The real node by default, so that the apps really answer; CLUSTER_NODE_MODE=kwok simulates pods.
+deploy: venv ## Bring the local cluster up (real node) and deploy the apps and mesh policies; ends with the proxy's URL and one answer
+	CLUSTER_NODE_MODE=$${CLUSTER_NODE_MODE:-real} cluster/cluster.sh up
+	@if [ "$$(cat .cluster/run/node-mode)" = real ]; then images/build.sh; fi
 	ansible-playbook playbooks/deploy.yml
 	@echo ">> what runs in namespace mesh-playground:"
-	@$(KUBECTL) --kubeconfig .cluster/kubeconfig --context mesh-playground -n mesh-playground get deployments,pods,services,networkpolicies -o wide
+	@$(KUBECTL) --kubeconfig .cluster/kubeconfig --context mesh-playground -n mesh-playground get deployments,pods,services -o wide
+	@if [ "$$(cat .cluster/run/node-mode)" = real ]; then echo ">> the proxy answers at (make url):"; cluster/node-real/url.sh --answer; fi
 
 undeploy: venv ## Remove the apps from the local cluster and wait until they are gone (the cluster keeps running)
 	ansible-playbook playbooks/undeploy.yml

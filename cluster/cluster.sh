@@ -91,6 +91,8 @@ cmd_up() {
 	# Pods can only be created once a namespace has its default ServiceAccount.
 	wait_until kube-controller-manager "$START_TIMEOUT" "the default ServiceAccount" \
 		kubectl_admin get serviceaccount default --namespace default
+	# The API validates mesh policies (roles/mesh_policies) against Istio's own schemas.
+	ISTIO_CRDS_KUBECONFIG=$KUBECONFIG_FILE KUBECTL=$KUBECTL "$CLUSTER_DIR/istio-crds.sh"
 	info "cluster up in $((SECONDS - started))s: $CLUSTER_NODE_MODE mode, nodes $(node_names | tr '\n' ' ')"
 	cat <<EOF
 kubeconfig: $KUBECONFIG_FILE (context $CONTEXT_NAME)
