@@ -4,7 +4,9 @@ Against the local cluster (started if it is not running, and then stopped again)
 of its own (bench-deploy, so a deployed mesh-playground is left alone), BENCH_DEPLOY_RUNS times
 (default 3):
 - ansible fresh:   deploy.yml from no namespace to every rollout complete (the playbook waits);
-- ansible no-op:   deploy.yml again (must report changed=0);
+- ansible no-op:   deploy.yml again (must report changed=0); these two without the inventory's
+                   mesh policies, as kubectl applies the app objects only;
+- ansible no-op, with the mesh policies: the same with inventory/local's mesh policy sets;
 - kubectl fresh:   `kubectl apply --server-side` of the objects the roles render
                    (playbooks/render.yml), then `kubectl rollout status` of every Deployment;
 - kubectl no-op:   the same apply again;
@@ -57,8 +59,11 @@ def kubectl(*args: str) -> list[str]:
     return [str(KUBECTL), f"--kubeconfig={KUBECONFIG}", f"--context={CONTEXT}", *args]
 
 
-def playbook(name: str) -> list[str]:
-    return ["ansible-playbook", f"playbooks/{name}", "-e", f"playground_namespace={NAMESPACE}"]
+def playbook(name: str, mesh: bool = False) -> list[str]:
+    """The playbook in the bench namespace; without the inventory's mesh policies unless `mesh`
+    (kubectl applies the app objects only: like is compared with like)."""
+    argv = ["ansible-playbook", f"playbooks/{name}", "-e", f"playground_namespace={NAMESPACE}"]
+    return argv if mesh else [*argv, "-e", '{"mesh_policies_sets": []}']
 
 
 def changed(recap: str) -> int:
@@ -88,6 +93,11 @@ def one_round(objects: Path, deployments: list[str], floor: Path) -> dict[str, f
     times["ansible no-op"], out = timed(playbook("deploy.yml"))
     if changed(out) != 0:
         sys.exit(f"the no-op re-run changed something:\n{out}")
+    playbook_mesh = playbook("deploy.yml", mesh=True)
+    timed(playbook_mesh)  # adds the inventory's mesh policies
+    times["ansible no-op, with the mesh policies"], out = timed(playbook_mesh)
+    if changed(out) != 0:
+        sys.exit(f"the no-op re-run with mesh policies changed something:\n{out}")
     times["ansible undeploy (until gone)"], _ = timed(playbook("undeploy.yml"))
 
     start = time.perf_counter()

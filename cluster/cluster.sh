@@ -59,15 +59,25 @@ switch_node_mode() {
 		[[ " ${CONTROL_PLANE_COMPONENTS[*]} " == *" $name "* ]] || old+=("$name")
 	done
 	[ ${#old[@]} -eq 0 ] || stop_wave 60 "${old[@]}"
-	if ready_kube_apiserver; then
-		# In a subshell: the old mode's functions must not replace the new mode's.
+	rm -f "$RUN_DIR/node-mode"
+}
+
+# The Nodes of every other mode go (their optional node_unregister), whether the cluster was
+# switched while running or stopped in one mode and started in another: Pods bound to a Node
+# that nothing serves any more would never terminate (and hold their namespace's deletion).
+unregister_other_modes() {
+	local file mode
+	for file in "$CLUSTER_DIR"/node-*/node.sh; do
+		mode=$(basename "$(dirname "$file")")
+		mode=${mode#node-}
+		[ "$mode" != "$CLUSTER_NODE_MODE" ] || continue
+		# In a subshell: the other mode's functions must not replace this mode's.
 		(
 			# shellcheck source=/dev/null
-			. "$CLUSTER_DIR/node-$old_mode/node.sh"
+			. "$file"
 			if declare -F node_unregister >/dev/null; then node_unregister; fi
 		)
-	fi
-	rm -f "$RUN_DIR/node-mode"
+	done
 }
 
 cmd_up() {
@@ -84,6 +94,7 @@ cmd_up() {
 	for name in "${COMPONENTS[@]}"; do start_component "$name"; done
 	echo "$CLUSTER_NODE_MODE" >"$RUN_DIR/node-mode"
 
+	unregister_other_modes
 	node_register
 	for name in $(node_names); do
 		wait_until "${NODE_COMPONENTS[-1]}" "$START_TIMEOUT" "node $name Ready" node_is_ready "$name"
