@@ -64,8 +64,8 @@ def deployed() -> bool:
 def wrk(url: str) -> str:
     out = run("wrk", "-t2", "-c16", f"-d{SECONDS}s", "--latency", url).stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    p50 = re.search(r"50%\s+(\S+)", out)
-    p99 = re.search(r"99%\s+(\S+)", out)
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)  # the latency distribution line
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
     return (
         f"{float(rps[1]):>8.0f} | {p50[1]:>8} | {p99[1]:>8} | {errors[0] if errors else 'none':<12}"
