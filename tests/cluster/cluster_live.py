@@ -2,11 +2,8 @@
 
 import os
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from kubernetes import client, config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,18 +33,6 @@ def run_cluster(command: str, timeout: float = 900) -> subprocess.CompletedProce
     )
     print(f"$ cluster.sh {command} -> {result.returncode}\n{result.stdout}{result.stderr}")
     return result
-
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
-    """Polls condition() until it returns something truthy; fails after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
 
 
 def marked_processes() -> list[int]:

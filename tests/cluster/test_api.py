@@ -13,10 +13,10 @@ from cluster_live import (
     restricted_container,
     run_cluster,
     versions,
-    wait_for,
 )
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+from polling import wait_for
 
 pytestmark = pytest.mark.cluster
 

@@ -8,8 +8,9 @@ playbooks/deploy.yml and the image tags of .cluster/images.yml, and finds the pr
 from collections.abc import Iterator
 
 import pytest
-from e2e_live import CONTEXT, IMAGES_VARS, KUBECONFIG, STATE_DIR, get, run, wait_for
+from e2e_live import CONTEXT, IMAGES_VARS, KUBECONFIG, STATE_DIR, get, run
 from kubernetes import client, config
+from polling import wait_for
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

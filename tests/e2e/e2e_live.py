@@ -7,14 +7,10 @@ by kube-proxy of the real node), the cluster's API, Ansible's playbooks.
 import re
 import subprocess
 import threading
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 STATE_DIR = REPO / ".cluster"
@@ -41,18 +37,6 @@ def run(*cmd: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
         f"$ {' '.join(cmd)} -> {result.returncode}\n{result.stdout[-4000:]}{result.stderr[-4000:]}"
     )
     return result
-
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
-    """Polls condition() until it returns something truthy; fails after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
 
 
 @dataclass

@@ -7,9 +7,10 @@ import re
 import subprocess
 import uuid
 
-from e2e_live import NAMESPACE, REPO, Load, get, run, wait_for
+from e2e_live import NAMESPACE, REPO, Load, get, run
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from polling import wait_for
 
 
 def pod_names(core: client.CoreV1Api, selector: str) -> set[str]:
