@@ -18,8 +18,14 @@ $(VENV)/.installed: requirements-dev.txt apps/proxy/requirements.txt apps/webser
 	@$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
+# The repository is the collection mesh_playground.playground: linked where ansible.cfg's
+# collections_path finds it, so playbooks and Molecule use the FQCNs users use.
+COLLECTION_LINK := .collections/ansible_collections/mesh_playground/playground
+$(COLLECTION_LINK):
+	@mkdir -p $(dir $@) && ln -sfn ../../.. $@
+
 .PHONY: venv
-venv: $(VENV)/.installed ## Create/update the local virtualenv (.venv) from the pinned requirements
+venv: $(VENV)/.installed $(COLLECTION_LINK) ## Create/update the local virtualenv (.venv) from the pinned requirements
 
 .PHONY: help
 help: ## List the targets
@@ -38,13 +44,17 @@ lint: venv ## ruff, yamllint, ansible-lint
 	yamllint --strict .
 	ansible-lint --offline
 
-.PHONY: test-apps
+.PHONY: test-apps test-unit
 test-apps: venv ## Tests of the apps over real sockets (no cluster needed)
 	pytest tests/apps
+
+test-unit: venv ## Unit tests of the collection's pure helpers (plugins/filter)
+	pytest tests/unit
 
 .PHONY: test
 test: venv ## Everything: lint, app tests, cluster, Ansible/Molecule (starts and stops the local cluster)
 	$(MAKE) lint
+	$(MAKE) test-unit
 	$(MAKE) test-apps
 	cluster/with-cluster.sh $(MAKE) test-cluster test-molecule test-e2e
 

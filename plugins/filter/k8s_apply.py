@@ -1,0 +1,85 @@
+"""Pruning by record (filters `applied_record`, `applied_stale`), for the k8s_apply role.
+
+Every call of the role applies, after its objects, one ConfigMap per object set that records
+what the set holds. The role's apply runs in diff mode, so the ConfigMap's `before` is the
+previous record: what it listed and the new objects do not is deleted. A no-op run thus
+needs no lookups at all, and objects this project never created are never touched.
+"""
+
+# What marks an object as this project's: every object the k8s_apply role applies carries these.
+OURS = {"app.kubernetes.io/part-of": "mesh-playground", "app.kubernetes.io/managed-by": "ansible"}
+RECORD_PREFIX = "mesh-playground-applied-"
+
+
+def _key(obj):
+    meta = obj["metadata"]
+    return " ".join((obj["apiVersion"], obj["kind"], meta.get("namespace") or "-", meta["name"]))
+
+
+def applied_record(objects):
+    """The record of `objects`: one sorted line `apiVersion kind namespace name` each."""
+    return "".join(f"{key}\n" for key in sorted({_key(obj) for obj in objects}))
+
+
+def applied_stale(before_record, objects):
+    """Objects listed in `before_record` and absent from `objects`, as minimal definitions."""
+    current = {_key(obj) for obj in objects}
+    stale = []
+    for line in (before_record or "").splitlines():
+        if not line.strip() or line in current:
+            continue
+        api_version, kind, namespace, name = line.split(" ")
+        metadata = {"name": name}
+        if namespace != "-":
+            metadata["namespace"] = namespace
+        stale.append({"apiVersion": api_version, "kind": kind, "metadata": metadata})
+    # Delete what was applied last first (policies before the workloads they route to).
+    return stale[::-1]
+
+
+def applied_objects(sets, namespace):
+    """What the role applies: every set's objects, labelled as ours, each set followed by its
+    record (a ConfigMap in `namespace`), in order."""
+    result = []
+    for set_name, objects in sets.items():
+        for obj in objects:
+            obj = dict(obj, metadata=dict(obj["metadata"]))
+            obj["metadata"]["labels"] = dict(obj["metadata"].get("labels") or {}, **OURS)
+            result.append(obj)
+        result.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": RECORD_PREFIX + set_name,
+                    "namespace": namespace,
+                    "labels": dict(OURS, **{"mesh-playground/record": set_name}),
+                },
+                "data": {"record": applied_record(objects)},
+            }
+        )
+    return result
+
+
+def applied_pruned(results, sets):
+    """From the results of applying applied_objects(sets, ...) in diff mode, the objects each
+    set's previous record listed that the set no longer holds."""
+    stale = []
+    records = {RECORD_PREFIX + name: objects for name, objects in sets.items()}
+    for result in results:
+        obj = result.get("result") or {}
+        name = (obj.get("metadata") or {}).get("name")
+        if obj.get("kind") != "ConfigMap" or name not in records:
+            continue
+        before = ((result.get("diff") or {}).get("before") or {}).get("data") or {}
+        stale += applied_stale(before.get("record"), records[name])
+    return stale
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "applied_objects": applied_objects,
+            "applied_pruned": applied_pruned,
+            "applied_stale": applied_stale,
+        }

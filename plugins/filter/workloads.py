@@ -1,0 +1,213 @@
+"""The app workloads as data: one list entry per Deployment, expanded here into what the
+app_workloads role's template renders (filters `workloads`, `workload_services`,
+`workload_problems`).
+
+This module is the one place that names things: a workload is `<app><version>` (webserverv1)
+unless its entry says otherwise, its pods carry `app` and `version` (what Services, subsets and
+the mesh select on), each app has one ServiceAccount and one Service named after the app that
+selects every version, and each workload a Service named after itself.
+"""
+
+import re
+
+# Settings an entry may override; the role's app_workloads_* variables give their defaults.
+OVERRIDABLE = (
+    "replicas",
+    "strategy",
+    "max_surge",
+    "port",
+    "service_port",
+    "service_type",
+    "workers",
+    "resources",
+    "prestop_seconds",
+    "graceful_seconds",
+    "clients",
+    "upstreams",
+)
+KNOWN_KEYS = frozenset(OVERRIDABLE) | {"app", "version", "name", "image", "env"}
+NAME = re.compile(r"^[a-z]([-a-z0-9]{0,40}[a-z0-9])?$")
+VERSION = re.compile(r"^v[0-9]+$")
+IMAGE = re.compile(
+    r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-]+[a-z0-9]+)*)+"
+    r":[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+)
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
+STRATEGIES = ("RollingUpdate", "Recreate")
+ANY_CLIENT = "*"
+
+
+def workload_name(entry):
+    return entry.get("name") or f"{entry['app']}{entry['version']}"
+
+
+def _merged(entry, defaults, images):
+    w = {key: defaults[key] for key in OVERRIDABLE}
+    w.update({k: v for k, v in entry.items() if k in OVERRIDABLE})
+    w["app"] = entry["app"]
+    w["version"] = entry["version"]
+    w["name"] = workload_name(entry)
+    w["image"] = entry.get("image") or images.get(entry["app"], "")
+    w["selector"] = {"app": entry["app"], "version": entry["version"]}
+    w["env"] = {
+        "PORT": str(w["port"]),
+        "BIND_ADDRESS": "0.0.0.0",  # noqa: S104 - a pod's own network namespace
+        "WEB_CONCURRENCY": str(w["workers"]),
+        "GUNICORN_GRACEFUL_TIMEOUT": str(w["graceful_seconds"]),
+        "APP_VERSION": entry["version"],
+        **{str(k): str(v) for k, v in (entry.get("env") or {}).items()},
+    }
+    return w
+
+
+def _whole(value):
+    """A whole number, 0 or more (templated values may arrive as strings)."""
+    if isinstance(value, bool):
+        return False
+    return (isinstance(value, int) and value >= 0) or (isinstance(value, str) and value.isdigit())
+
+
+def workload_problems(entries, defaults, images):
+    """Every problem of the entries, one message each, naming the entry and what to change."""
+    problems = []
+    if not isinstance(entries, list) or not entries:
+        return ["app_workloads: list at least one workload, e.g. {app: webserver, version: v1}."]
+    names = []
+    for index, entry in enumerate(entries):
+        where = f"app_workloads[{index}]"
+        if not isinstance(entry, dict):
+            problems.append(
+                f"{where}: use a mapping with app and version,"
+                " e.g. {app: webserver, version: v1}."
+            )
+            continue
+        unknown = sorted(set(entry) - KNOWN_KEYS)
+        if unknown:
+            problems.append(f"{where}: unknown keys {unknown}; known: {sorted(KNOWN_KEYS)}.")
+        app, version = entry.get("app"), entry.get("version")
+        if not isinstance(app, str) or not NAME.match(app):
+            problems.append(f"{where}.app={app!r}: use a lowercase name, e.g. webserver.")
+            continue
+        if not isinstance(version, str) or not VERSION.match(version):
+            problems.append(f"{where}.version={version!r}: use v followed by a number, e.g. v1.")
+            continue
+        w = _merged(entry, defaults, images)
+        where = f"app_workloads[{w['name']}]"
+        names.append(w["name"])
+        if not NAME.match(w["name"]):
+            problems.append(
+                f"{where}.name={w['name']!r}: use at most 42 lowercase letters, digits and '-'."
+            )
+        if not isinstance(w["image"], str) or not IMAGE.match(w["image"]):
+            problems.append(
+                f"{where}.image={w['image']!r} (from app_workloads_images.{app} unless the"
+                " entry sets image): use lowercase host[:port]/path:tag, the tag at most 128"
+                " letters, digits, '_', '.', '-', e.g. localhost/mesh-playground/webserver:0.1.0."
+            )
+        if not _whole(w["replicas"]):
+            problems.append(
+                f"{where}.replicas={w['replicas']}: use a whole number of pods, 0 or more."
+            )
+        if w["strategy"] not in STRATEGIES:
+            problems.append(f"{where}.strategy={w['strategy']!r}: use one of {list(STRATEGIES)}.")
+        elif w["strategy"] == "RollingUpdate" and not (
+            _whole(w["max_surge"]) and int(w["max_surge"]) >= 1
+        ):
+            problems.append(
+                f"{where}.max_surge={w['max_surge']}: RollingUpdate with maxUnavailable 0 needs at"
+                " least one extra pod (use 1 or more, or strategy Recreate)."
+            )
+        for key in ("port", "service_port"):
+            if not (_whole(w[key]) and 1 <= int(w[key]) <= 65535):
+                problems.append(f"{where}.{key}={w[key]}: use a port from 1 to 65535.")
+        if w["service_type"] not in SERVICE_TYPES:
+            problems.append(
+                f"{where}.service_type={w['service_type']!r}: use one of {list(SERVICE_TYPES)}."
+            )
+        if not (_whole(w["workers"]) and int(w["workers"]) >= 1):
+            problems.append(f"{where}.workers={w['workers']}: use 1 or more.")
+        if not _whole(w["prestop_seconds"]):
+            problems.append(f"{where}.prestop_seconds={w['prestop_seconds']}: use 0 or more.")
+        if not (_whole(w["graceful_seconds"]) and int(w["graceful_seconds"]) >= 1):
+            problems.append(f"{where}.graceful_seconds={w['graceful_seconds']}: use 1 or more.")
+        bad_env = sorted(k for k in w["env"] if not ENV_NAME.match(k))
+        if bad_env:
+            problems.append(f"{where}.env: {bad_env} are not environment variable names.")
+        for key in ("clients", "upstreams"):
+            if not isinstance(w[key], list) or any(not isinstance(a, str) for a in w[key]):
+                problems.append(
+                    f"{where}.{key}={w[key]!r}: use a list of app names (clients may use '*')."
+                )
+    apps = {e.get("app") for e in entries if isinstance(e, dict)}
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(
+            f"app_workloads: {name} is listed more than once;"
+            " give each workload its own version or name."
+        )
+    for entry in entries:
+        if isinstance(entry, dict) and isinstance(entry.get("upstreams"), list):
+            missing = [a for a in entry["upstreams"] if a not in apps]
+            if missing:
+                problems.append(
+                    f"app_workloads[{workload_name(entry)}].upstreams: {missing}"
+                    " are not apps of app_workloads."
+                )
+    return problems
+
+
+def workloads(entries, defaults, images):
+    """The entries with every default filled in (call after workload_problems found none)."""
+    return [_merged(entry, defaults, images) for entry in entries]
+
+
+def workload_services(expanded):
+    """One Service per workload (its own version) and one per app (every version), by name."""
+    services = {}
+    for w in expanded:
+        base = {"port": int(w["service_port"]), "target_port": int(w["port"]), "app": w["app"]}
+        if w["name"] != w["app"]:
+            services[w["name"]] = dict(
+                base, name=w["name"], type="ClusterIP", selector=w["selector"]
+            )
+        # The app-wide Service: the type of the app's first workload (the proxy's LoadBalancer).
+        services.setdefault(
+            w["app"], dict(base, name=w["app"], type=w["service_type"], selector={"app": w["app"]})
+        )
+    return list(services.values())
+
+
+def rollout_state(deployment):
+    """'complete' when a Deployment finished its rollout and is Available, else what is missing.
+
+    The rules of `kubectl rollout status`, plus the Available condition: the one definition of
+    "rolled out" that the roles, the playbooks and the tests use.
+    """
+    name = deployment["metadata"]["name"]
+    spec_replicas = deployment["spec"].get("replicas", 1)
+    status = deployment.get("status") or {}
+    if status.get("observedGeneration", 0) < deployment["metadata"].get("generation", 0):
+        return f"{name}: the controller has not seen the latest spec yet"
+    updated = status.get("updatedReplicas", 0)
+    if updated < spec_replicas:
+        return f"{name}: {updated} of {spec_replicas} replicas updated"
+    if status.get("replicas", 0) > updated:
+        return f"{name}: {status['replicas'] - updated} old replicas still terminating"
+    available = status.get("availableReplicas", 0)
+    if available < updated:
+        return f"{name}: {available} of {updated} updated replicas available"
+    conditions = {c["type"]: c["status"] for c in status.get("conditions", [])}
+    if conditions.get("Available") != "True":
+        return f"{name}: condition Available is not True"
+    return "complete"
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "workload_name": workload_name,
+            "workloads": workloads,
+            "workload_services": workload_services,
+            "workload_problems": workload_problems,
+            "rollout_state": rollout_state,
+        }

@@ -1,0 +1,240 @@
+"""Unit tests of the collection's filter plugins (pure functions: no cluster, no Ansible)."""
+
+import pytest
+from k8s_apply import applied_objects, applied_pruned, applied_record, applied_stale
+from mesh_policies import mesh_policies_objects
+from workloads import (
+    rollout_state,
+    workload_name,
+    workload_problems,
+    workload_services,
+    workloads,
+)
+
+DEFAULTS = {
+    "replicas": 3,
+    "strategy": "RollingUpdate",
+    "max_surge": 1,
+    "port": 3030,
+    "service_port": 80,
+    "service_type": "ClusterIP",
+    "workers": 2,
+    "resources": {},
+    "prestop_seconds": 5,
+    "graceful_seconds": 20,
+    "clients": ["proxy"],
+    "upstreams": [],
+}
+IMAGES = {"webserver": "localhost/mp/webserver:1", "proxy": "localhost/mp/proxy:1"}
+ENTRIES = [
+    {"app": "webserver", "version": "v1"},
+    {"app": "webserver", "version": "v2", "replicas": 1},
+    {
+        "app": "proxy",
+        "version": "v1",
+        "name": "proxy",
+        "service_type": "LoadBalancer",
+        "clients": ["*"],
+        "upstreams": ["webserver"],
+        "env": {"PROXYURL": "http://webserver"},
+    },
+]
+
+
+def test_names_come_from_app_and_version_unless_set():
+    assert workload_name({"app": "webserver", "version": "v3"}) == "webserverv3"
+    assert workload_name({"app": "proxy", "version": "v1", "name": "proxy"}) == "proxy"
+
+
+def test_entries_take_defaults_and_override_them():
+    v1, v2, proxy = workloads(ENTRIES, DEFAULTS, IMAGES)
+    assert (v1["replicas"], v2["replicas"]) == (3, 1)
+    assert v1["selector"] == {"app": "webserver", "version": "v1"}
+    assert v1["image"] == "localhost/mp/webserver:1"
+    assert proxy["env"]["PROXYURL"] == "http://webserver"
+    assert v1["env"] == {
+        "PORT": "3030",
+        "BIND_ADDRESS": "0.0.0.0",  # noqa: S104
+        "WEB_CONCURRENCY": "2",
+        "GUNICORN_GRACEFUL_TIMEOUT": "20",
+        "APP_VERSION": "v1",
+    }
+
+
+def test_services_one_per_version_and_one_per_app():
+    services = {s["name"]: s for s in workload_services(workloads(ENTRIES, DEFAULTS, IMAGES))}
+    assert sorted(services) == ["proxy", "webserver", "webserverv1", "webserverv2"]
+    assert services["webserver"]["selector"] == {"app": "webserver"}
+    assert services["webserverv2"]["selector"] == {"app": "webserver", "version": "v2"}
+    assert services["proxy"] == {
+        "name": "proxy",
+        "app": "proxy",
+        "type": "LoadBalancer",
+        "port": 80,
+        "target_port": 3030,
+        "selector": {"app": "proxy"},
+    }
+
+
+def test_good_entries_have_no_problems():
+    assert workload_problems(ENTRIES, DEFAULTS, IMAGES) == []
+
+
+@pytest.mark.parametrize(
+    ("entries", "images", "says"),
+    [
+        ([], IMAGES, "list at least one workload"),
+        ([{"app": "webserver", "version": "1"}], IMAGES, "version='1': use v followed by a number"),
+        ([{"app": "Web", "version": "v1"}], IMAGES, "app='Web': use a lowercase name"),
+        ([{"app": "webserver", "version": "v1", "replicas": -1}], IMAGES, "replicas=-1"),
+        (
+            [{"app": "webserver", "version": "v1", "strategy": "BlueGreen"}],
+            IMAGES,
+            "strategy='BlueGreen'",
+        ),
+        ([{"app": "webserver", "version": "v1", "max_surge": 0}], IMAGES, "max_surge=0"),
+        ([{"app": "webserver", "version": "v1", "port": 70000}], IMAGES, "port=70000"),
+        ([{"app": "webserver", "version": "v1", "replica": 2}], IMAGES, "unknown keys ['replica']"),
+        ([{"app": "webserver", "version": "v1", "env": {"A-B": "1"}}], IMAGES, "['A-B'] are not"),
+        (
+            [{"app": "webserver", "version": "v1"}] * 2,
+            IMAGES,
+            "webserverv1 is listed more than once",
+        ),
+        (
+            [{"app": "webserver", "version": "v1"}],
+            {"webserver": "web:bad tag!"},
+            "image='web:bad tag!'",
+        ),
+        ([{"app": "db", "version": "v1"}], IMAGES, "image=''"),
+        (
+            [{"app": "proxy", "version": "v1", "upstreams": ["nope"]}],
+            IMAGES,
+            "['nope'] are not apps",
+        ),
+    ],
+)
+def test_bad_entries_are_named_with_what_to_change(entries, images, says):
+    problems = workload_problems(entries, DEFAULTS, images)
+    assert any(says in p for p in problems), problems
+
+
+def deployment(generation=1, **status):
+    return {
+        "metadata": {"name": "d", "generation": generation},
+        "spec": {"replicas": 2},
+        "status": status,
+    }
+
+
+AVAILABLE = [{"type": "Available", "status": "True"}]
+
+
+@pytest.mark.parametrize(
+    ("d", "state"),
+    [
+        (
+            deployment(
+                observedGeneration=1,
+                replicas=2,
+                updatedReplicas=2,
+                availableReplicas=2,
+                conditions=AVAILABLE,
+            ),
+            "complete",
+        ),
+        (deployment(generation=2, observedGeneration=1), "not seen the latest spec"),
+        (deployment(observedGeneration=1, updatedReplicas=1), "1 of 2 replicas updated"),
+        (deployment(observedGeneration=1, replicas=3, updatedReplicas=2), "1 old replicas"),
+        (
+            deployment(observedGeneration=1, replicas=2, updatedReplicas=2, availableReplicas=1),
+            "1 of 2 updated replicas available",
+        ),
+        (
+            deployment(observedGeneration=1, replicas=2, updatedReplicas=2, availableReplicas=2),
+            "Available is not True",
+        ),
+    ],
+)
+def test_rollout_state(d, state):
+    assert state in rollout_state(d)
+
+
+def obj(kind, name, namespace="ns", api="v1"):
+    return {"apiVersion": api, "kind": kind, "metadata": {"name": name, "namespace": namespace}}
+
+
+def test_record_lists_each_object_once_sorted():
+    record = applied_record([obj("Service", "b"), obj("Service", "a"), obj("Service", "a")])
+    assert record == "v1 Service ns a\nv1 Service ns b\n"
+
+
+def test_stale_is_what_the_record_had_and_the_set_lost():
+    before = applied_record(
+        [obj("Service", "a"), obj("Service", "b"), obj("Namespace", "ns", None)]
+    )
+    stale = applied_stale(before, [obj("Service", "a")])
+    assert stale == [
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "b", "namespace": "ns"}},
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns"}},
+    ]
+    assert applied_stale(None, [obj("Service", "a")]) == []
+
+
+def test_applied_objects_label_ours_and_record_each_set():
+    out = applied_objects({"apps": [obj("Service", "a")], "mesh": []}, "ns")
+    assert [o["kind"] for o in out] == ["Service", "ConfigMap", "ConfigMap"]
+    assert out[0]["metadata"]["labels"]["app.kubernetes.io/part-of"] == "mesh-playground"
+    assert out[1]["metadata"]["name"] == "mesh-playground-applied-apps"
+    assert out[1]["data"]["record"] == "v1 Service ns a\n"
+    assert out[2]["data"]["record"] == ""
+
+
+def test_pruned_reads_the_previous_record_from_the_diff():
+    sets = {"apps": [obj("Service", "a")]}
+    results = [
+        {"result": obj("Service", "a")},
+        {
+            "result": obj("ConfigMap", "mesh-playground-applied-apps"),
+            "diff": {"before": {"data": {"record": "v1 Service ns a\nv1 Service ns gone\n"}}},
+        },
+    ]
+    assert applied_pruned(results, sets) == [
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "gone", "namespace": "ns"}}
+    ]
+    # No diff (unchanged record): nothing to prune.
+    assert (
+        applied_pruned([{"result": obj("ConfigMap", "mesh-playground-applied-apps")}], sets) == []
+    )
+
+
+SETTINGS = {
+    "namespace": "ns",
+    "sets": ["subsets", "split"],
+    "host": "webserver",
+    "subsets": [
+        {"name": "v1", "labels": {"version": "v1"}},
+        {"name": "v2", "labels": {"version": "v2"}},
+    ],
+    "load_balancer": "ROUND_ROBIN",
+    "split_weights": {"v1": 80, "v2": 20},
+}
+
+
+def test_split_renders_one_destination_rule_and_one_virtual_service():
+    dr, vs = mesh_policies_objects(SETTINGS)
+    assert (dr["kind"], vs["kind"]) == ("DestinationRule", "VirtualService")
+    assert [s["name"] for s in dr["spec"]["subsets"]] == ["v1", "v2"]
+    assert vs["spec"]["http"] == [
+        {
+            "name": "split",
+            "route": [
+                {"destination": {"host": "webserver", "subset": "v1"}, "weight": 80},
+                {"destination": {"host": "webserver", "subset": "v2"}, "weight": 20},
+            ],
+        }
+    ]
+
+
+def test_no_set_renders_nothing():
+    assert mesh_policies_objects(dict(SETTINGS, sets=[])) == []
