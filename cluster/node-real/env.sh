@@ -10,7 +10,14 @@ CONTAINERD_SOCKET=$NODE_RUN/containerd/containerd.sock
 CONTAINERD_ROOT=$NODE_LIB/containerd
 KUBELET_ROOT=$NODE_LIB/kubelet
 CNI_CONF_DIR=$NODE_DIR/cni
-CNI_BIN_DIR=/usr/lib/cni
+# The node's own CNI plugin directory: Debian's plugins (CNI_SYSTEM_BIN_DIR) linked in, and what
+# a CNI DaemonSet installs (Istio's istio-cni) lands here, never in a system directory. Removed
+# with the node.
+CNI_SYSTEM_BIN_DIR=/usr/lib/cni
+CNI_BIN_DIR=$NODE_RUN/cni/bin
+# Host directories Istio's CNI chart (roles/istio_mesh) mounts and containerd creates for it:
+# its log/event sockets. Removed when the node goes down.
+ISTIO_CNI_HOST_DIRS=(/var/run/istio-cni)
 
 # This node's slice of POD_CIDR, on a bridge we create; its gateway address is the node's
 # address (kubelet, CoreDNS) so pods and the host talk only over this bridge.

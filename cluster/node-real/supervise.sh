@@ -71,7 +71,15 @@ stop_child() { # name grace_seconds
 # ---------------------------------------------------------------- host network
 # The bridge exists before anything starts, so kubelet and CoreDNS can bind its address.
 network_up() {
-	mkdir -p "$NODE_DIR" "$CNI_CONF_DIR"
+	mkdir -p "$NODE_DIR" "$CNI_CONF_DIR" "$CNI_BIN_DIR"
+	# Only our own conflist: a chained plugin (Istio CNI) adds itself again when its DaemonSet runs.
+	rm -f "$CNI_CONF_DIR"/*
+	local plugin
+	for plugin in "$CNI_SYSTEM_BIN_DIR"/*; do
+		[ -x "$plugin" ] || continue
+		ln -sfn "$plugin" "$CNI_BIN_DIR/$(basename "$plugin")"
+	done
+	[ -e "$CNI_BIN_DIR/bridge" ] || die "no CNI bridge plugin in $CNI_SYSTEM_BIN_DIR (Debian package containernetworking-plugins)"
 	ip link show "$NODE_BRIDGE" >/dev/null 2>&1 || ip link add "$NODE_BRIDGE" type bridge
 	ip addr replace "$NODE_IP/${NODE_POD_CIDR#*/}" dev "$NODE_BRIDGE"
 	ip link set "$NODE_BRIDGE" up
@@ -150,6 +158,12 @@ network_down() {
 	if iptables -F "$FIREWALL_CHAIN-IN" 2>/dev/null; then iptables -X "$FIREWALL_CHAIN-IN"; fi
 	if ip link show "$NODE_BRIDGE" >/dev/null 2>&1; then ip link del "$NODE_BRIDGE"; fi
 	rm -rf "$NODE_RUN/cni-ipam"
+	# What a chained CNI plugin (Istio's istio-cni, roles/istio_mesh) added to the node: its
+	# binary and kubeconfig in our CNI dirs, its host socket directory. The iptables rules it
+	# wrote lived in the pods' network namespaces and went with them.
+	rm -rf "$NODE_RUN/cni" "$CNI_CONF_DIR"
+	local dir
+	for dir in "${ISTIO_CNI_HOST_DIRS[@]}"; do rm -rf "$dir"; done
 	if [ -e "$NODE_DIR/sysctl.saved" ]; then
 		# route_localnet: kube-proxy turns it on for NodePorts on 127.0.0.1.
 		local forward bridge_nf localnet
