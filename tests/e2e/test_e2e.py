@@ -11,6 +11,7 @@ from e2e_live import NAMESPACE, REPO, Load, get, run
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from polling import wait_for
+from workloads import rollout_state
 
 
 def pod_names(core: client.CoreV1Api, selector: str) -> set[str]:
@@ -19,16 +20,9 @@ def pod_names(core: client.CoreV1Api, selector: str) -> set[str]:
 
 
 def rolled_out(apps: client.AppsV1Api, name: str) -> bool:
-    """The Deployment's newest spec runs on every replica, and no old pod is left."""
+    """The collection's one definition of "rolled out" (plugins/filter/workloads.py)."""
     d = apps.read_namespaced_deployment(name, NAMESPACE)
-    s = d.status
-    return (
-        (s.observed_generation or 0) >= d.metadata.generation
-        and s.updated_replicas == d.spec.replicas
-        and s.ready_replicas == d.spec.replicas
-        and s.available_replicas == d.spec.replicas
-        and s.replicas == d.spec.replicas
-    )
+    return rollout_state(apps.api_client.sanitize_for_serialization(d)) == "complete"
 
 
 def serving_pod(core: client.CoreV1Api, service_name: str) -> str:
