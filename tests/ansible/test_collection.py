@@ -1,0 +1,103 @@
+"""The repository as a collection: built and installed with ansible-galaxy into a temporary
+directory, then used from a temporary user repository that holds only an inventory and a
+two-line playbook of FQCN roles, deploying to the local cluster."""
+
+import json
+import tarfile
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import CONTEXT, KUBECONFIG, REPO, run
+from kubernetes import client
+from polling import wait_for
+
+pytestmark = pytest.mark.cluster
+
+PLAYBOOK = """\
+- hosts: all
+  roles: [mesh_playground.playground.app_namespace, mesh_playground.playground.app_workloads]
+"""
+
+
+def test_build_install_and_deploy_from_a_user_repository(tmp_path: Path, local_api) -> None:
+    built = run("ansible-galaxy", "collection", "build", "--output-path", str(tmp_path))
+    assert built.returncode == 0, built.stdout + built.stderr
+    (tarball,) = tmp_path.glob("mesh_playground-playground-*.tar.gz")
+    with tarfile.open(tarball) as archive:
+        names = archive.getnames()
+    assert "roles/app_workloads/tasks/main.yml" in names and "plugins/filter/workloads.py" in names
+    assert not [n for n in names if n.startswith(("apps/", "cluster/", "tests/", ".venv"))]
+
+    collections = tmp_path / "collections"
+    # --no-deps: Galaxy is unreachable here; kubernetes.core comes with the `ansible` package.
+    installed = run(
+        "ansible-galaxy", "collection", "install", "--no-deps", "-p", str(collections), str(tarball)
+    )
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+
+    user = tmp_path / "user-repo"
+    namespace = f"user-{uuid.uuid4().hex[:6]}"
+    images = REPO / ".cluster" / "images.yml"
+    host_vars = {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+        "playground_kubeconfig": str(KUBECONFIG),
+        "playground_context": CONTEXT,
+        "playground_cluster_ca_fingerprint": "{{ lookup('file', '%s') | "
+        "mesh_playground.playground.ca_fingerprint }}" % (REPO / ".cluster" / "pki" / "ca.crt"),
+        "playground_namespace": namespace,
+        "playground_mesh": False,
+        "app_workloads_replicas": 1,
+    }
+    if images.exists():
+        host_vars.update(yaml.safe_load(images.read_text()) or {})
+    (user / "inventory").mkdir(parents=True)
+    (user / "inventory" / "hosts.yml").write_text(
+        yaml.safe_dump({"all": {"hosts": {"my-cluster": host_vars}}})
+    )
+    (user / "deploy.yml").write_text(PLAYBOOK)
+    assert len(PLAYBOOK.splitlines()) == 2
+
+    try:
+        # Only the installed collection: not the repository's ansible.cfg or .collections.
+        deployed = run(
+            "ansible-playbook",
+            "-i",
+            "inventory/hosts.yml",
+            "deploy.yml",
+            cwd=user,
+            env={"ANSIBLE_COLLECTIONS_PATH": str(collections), "ANSIBLE_CONFIG": ""},
+        )
+        assert deployed.returncode == 0, deployed.stdout[-4000:] + deployed.stderr[-2000:]
+        assert "mesh_playground.playground.app_workloads" in deployed.stdout
+        apps = client.AppsV1Api(local_api)
+        names = {d.metadata.name for d in apps.list_namespaced_deployment(namespace).items}
+        assert names == {"webserverv1", "webserverv2", "proxy"}
+
+        def available() -> bool:
+            ds = apps.list_namespaced_deployment(namespace).items
+            return all((d.status.available_replicas or 0) == d.spec.replicas for d in ds)
+
+        wait_for(available, 180, "the user repository's deployments available")
+        again = run(
+            "ansible-playbook",
+            "-i",
+            "inventory/hosts.yml",
+            "deploy.yml",
+            cwd=user,
+            env={"ANSIBLE_COLLECTIONS_PATH": str(collections), "ANSIBLE_CONFIG": ""},
+        )
+        assert again.returncode == 0 and " changed=0 " in again.stdout, again.stdout[-3000:]
+    finally:
+        client.CoreV1Api(local_api).delete_namespace(namespace)
+
+
+def test_galaxy_metadata_declares_kubernetes_core_with_a_range() -> None:
+    galaxy = yaml.safe_load((REPO / "galaxy.yml").read_text())
+    assert (galaxy["namespace"], galaxy["name"]) == ("mesh_playground", "playground")
+    assert galaxy["dependencies"]["kubernetes.core"].startswith(">=")
+    requirements = yaml.safe_load((REPO / "requirements.yml").read_text())
+    assert requirements["collections"][0]["name"] == "kubernetes.core"
+    assert json.dumps(yaml.safe_load((REPO / "meta" / "runtime.yml").read_text()))
