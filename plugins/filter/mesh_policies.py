@@ -7,6 +7,7 @@ before this runs; this module only shapes data.
 """
 
 API_VERSION = "networking.istio.io/v1"
+SECURITY_API_VERSION = "security.istio.io/v1"
 MANAGED_LABELS = {
     "app.kubernetes.io/part-of": "mesh-playground",
     "app.kubernetes.io/component": "mesh-policies",
@@ -26,9 +27,9 @@ def _metadata(s, name, namespace):
     }
 
 
-def _obj(s, kind, name, spec, namespace=None):
+def _obj(s, kind, name, spec, namespace=None, api_version=API_VERSION):
     return {
-        "apiVersion": API_VERSION,
+        "apiVersion": api_version,
         "kind": kind,
         "metadata": _metadata(s, name, namespace or s["namespace"]),
         "spec": spec,
@@ -62,6 +63,8 @@ def _forwarding(s, route):
             "retryOn": s["retry_on"],
         }
         route["timeout"] = s["retry_timeout"]
+    if "timeout" in s["sets"]:
+        route["timeout"] = s["timeout"]
     return route
 
 
@@ -139,7 +142,7 @@ def _webserver_http_routes(s):
 # Sets that shape the webserver VirtualService when present; without any of them it is not
 # rendered (a VirtualService that only repeats Kubernetes' default routing adds nothing).
 VIRTUALSERVICE_SETS = frozenset(
-    {"route-v1", "split", "header-route", "fault-abort", "fault-delay", "retry-5xx"}
+    {"route-v1", "split", "header-route", "fault-abort", "fault-delay", "retry-5xx", "timeout"}
     | {"redirect", "rewrite"}
 )
 
@@ -160,7 +163,18 @@ def _webserver_destination_rule(s):
                     "time": s["connection_pool_keepalive_time"],
                     "interval": s["connection_pool_keepalive_interval"],
                 },
-            }
+            },
+            "http": {
+                "http1MaxPendingRequests": s["connection_pool_http_max_pending"],
+                "http2MaxRequests": s["connection_pool_http_max_requests"],
+            },
+        }
+    if "outlier-detection" in sets:
+        policy["outlierDetection"] = {
+            "consecutive5xxErrors": s["outlier_consecutive_5xx"],
+            "interval": s["outlier_interval"],
+            "baseEjectionTime": s["outlier_base_ejection_time"],
+            "maxEjectionPercent": s["outlier_max_ejection_percent"],
         }
     if not policy:
         return None
@@ -240,6 +254,32 @@ def mesh_policies_objects(settings):
                     "gateways": [f"{gateway_namespace}/{s['gateway_name']}"],
                     "http": [{"route": [{"destination": {"host": s["gateway_route_host"]}}]}],
                 },
+            )
+        )
+    if "strict-mtls" in sets:
+        objects.append(
+            _obj(
+                s,
+                "PeerAuthentication",
+                "default",
+                {"mtls": {"mode": "STRICT"}},
+                api_version=SECURITY_API_VERSION,
+            )
+        )
+    if "deny-v2-caller" in sets:
+        subset = next(sub for sub in s["subsets"] if sub["name"] == s["denied_subset"])
+        principal = f"cluster.local/ns/{s['namespace']}/sa/{s['denied_caller']}"
+        objects.append(
+            _obj(
+                s,
+                "AuthorizationPolicy",
+                f"deny-{s['denied_caller']}-to-{s['denied_subset']}",
+                {
+                    "selector": {"matchLabels": {"app": s["host"], **subset["labels"]}},
+                    "action": "DENY",
+                    "rules": [{"from": [{"source": {"principals": [principal]}}]}],
+                },
+                api_version=SECURITY_API_VERSION,
             )
         )
     if VIRTUALSERVICE_SETS & set(sets) or (external and s["external_route_webserver"]):
