@@ -1,86 +1,69 @@
 #!/usr/bin/env bash
-# Istio's CustomResourceDefinitions, at the version pinned in cluster/versions.env, for the local
-# cluster: the API server then validates every mesh policy (roles/mesh_policies) against Istio's
-# own schemas. No Istio control plane or data plane is installed, only the CRDs.
+# Istio's CustomResourceDefinitions for the local cluster, from Istio's own `base` Helm chart at
+# ISTIO_VERSION (cluster/versions.env): the same module, release and values the istio_mesh role
+# installs (roles/istio_mesh), so the CRDs always match the Istio binaries and the API server
+# validates every mesh policy (roles/mesh_policies) against Istio's own schemas. Only the CRDs
+# (and the base chart's ServiceAccount): no control plane, no webhook.
 #
-#   cluster/istio-crds.sh          fetch (if not cached) and apply to the cluster, wait Established
-#   cluster/istio-crds.sh fetch    only fetch; prints the path of the cached CRD file
+#   cluster/istio-crds.sh          fetch the charts / build Helm (if not cached), install or
+#                                  upgrade the release istio-base, wait until Established
+#   cluster/istio-crds.sh fetch    only fetch; prints the path of the chart's CRD file
 #
-# The CRDs ship in the istio.io/api Go module (kubernetes/customresourcedefinitions.gen.yaml),
-# fetched through the Go module proxy and checked against the Go checksum database; the file is
-# cached under ~/.cache/mesh-playground/istio-crds/<version>/, never committed.
+# The charts come from the istio.io/istio Go module (checked against the Go checksum database)
+# and Helm 3 from its module, both via cluster/istio-build.sh into ~/.cache/mesh-playground/
+# (seconds for the charts, ~3 min once for Helm); never committed. Prints "(changed)" or
+# "(unchanged)" (molecule's prepare step reads it). CRDs applied by an older version of this
+# script (without Helm) are adopted (--take-ownership).
 # Cluster: ISTIO_CRDS_KUBECONFIG (default: this checkout's .cluster/kubeconfig; deliberately not
-# $KUBECONFIG, so a bare run never reaches another cluster) and KUBECTL (default:
-# .cluster/bin/kubectl, else kubectl on PATH).
+# $KUBECONFIG, so a bare run never reaches another cluster).
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-CLUSTER_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO_DIR=$(dirname "$CLUSTER_DIR")
-# shellcheck source=cluster/versions.env
-. "$CLUSTER_DIR/versions.env"
-
-CACHE_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/mesh-playground/istio-crds/$ISTIO_API_VERSION
-CRD_FILE=$CACHE_DIR/customresourcedefinitions.gen.yaml
-# What roles/mesh_policies needs; the file holds more (security, telemetry, extensions).
+RELEASE=istio-base
+NAMESPACE=istio-system
+# What roles/mesh_policies needs; the chart holds more (security, telemetry, extensions).
 NEEDED_CRDS="virtualservices destinationrules serviceentries gateways"
-FIELD_MANAGER=mesh-playground-istio-crds
-
-info() { printf '>> %s\n' "$*" >&2; }
-die() {
-	printf 'ERROR: %s\n' "$*" >&2
-	exit 1
-}
+# The base chart's values, as roles/istio_mesh sets them (istio_mesh_base_values): no
+# default-revision validator (it would point at an istiod that may not exist).
+BASE_VALUES=(--set-string "defaultRevision=" --set-string "global.istioNamespace=$NAMESPACE")
 
 fetch() {
-	if [ -s "$CRD_FILE" ]; then
-		return
-	fi
-	command -v go >/dev/null ||
-		die "Go is needed once to fetch Istio's CRDs (module istio.io/api@$ISTIO_API_VERSION); install Go 1.26+ or put the file at $CRD_FILE"
-	info "fetching istio.io/api@$ISTIO_API_VERSION from the Go module proxy ($(go env GOPROXY))"
-	local json dir tmp
-	# Run outside any module (/), so no go.mod is read or changed.
-	json=$(cd / && go mod download -json "istio.io/api@$ISTIO_API_VERSION") ||
-		die "go mod download istio.io/api@$ISTIO_API_VERSION failed: ${json:-no output} (is ISTIO_API_VERSION in cluster/versions.env a published tag? is the module proxy reachable?)"
-	dir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' <<<"$json")
-	[ -f "$dir/kubernetes/customresourcedefinitions.gen.yaml" ] ||
-		die "istio.io/api@$ISTIO_API_VERSION has no kubernetes/customresourcedefinitions.gen.yaml (looked in '$dir')"
-	mkdir -p "$CACHE_DIR"
-	tmp=$(mktemp "$CACHE_DIR/.crds.XXXXXX")
-	cp "$dir/kubernetes/customresourcedefinitions.gen.yaml" "$tmp"
-	chmod 0644 "$tmp"
+	"$CLUSTER_DIR/istio-build.sh" charts helm >&2
+	ISTIO_HOME=$("$CLUSTER_DIR/istio-build.sh" path istio)
+	HELM=$("$CLUSTER_DIR/istio-build.sh" path helm)/bin/helm
+	CHART_VERSION=$("$CLUSTER_DIR/istio-build.sh" path chart-version)
+	CRD_FILE=$ISTIO_HOME/charts/base/files/crd-all.gen.yaml
 	local crd
 	for crd in $NEEDED_CRDS; do
-		grep -q "^  name: $crd.networking.istio.io$" "$tmp" ||
-			die "istio.io/api@$ISTIO_API_VERSION lacks the CRD $crd.networking.istio.io"
+		grep -q "^  name: $crd.networking.istio.io$" "$CRD_FILE" ||
+			die "Istio $ISTIO_VERSION's base chart lacks the CRD $crd.networking.istio.io ($CRD_FILE)"
 	done
-	mv "$tmp" "$CRD_FILE"
-	info "cached $CRD_FILE"
 }
 
 apply() {
-	local kubeconfig=${ISTIO_CRDS_KUBECONFIG:-$REPO_DIR/.cluster/kubeconfig}
-	local kubectl=${KUBECTL:-$REPO_DIR/.cluster/bin/kubectl}
-	[ -x "$kubectl" ] || kubectl=$(command -v kubectl) ||
-		die "no kubectl: start the local cluster first (make cluster-up) or set KUBECTL"
+	local kubeconfig=${ISTIO_CRDS_KUBECONFIG:-$KUBECONFIG_FILE} deployed reuse=()
+	[ -x "$KUBECTL" ] || die "no kubectl at $KUBECTL: start the local cluster first (make cluster-up)"
 	[ -f "$kubeconfig" ] || die "no kubeconfig at $kubeconfig: start the local cluster first (make cluster-up) or set ISTIO_CRDS_KUBECONFIG"
-	local k=("$kubectl" --kubeconfig "$kubeconfig")
+	local k=("$KUBECTL" --kubeconfig "$kubeconfig") h=("$HELM" --kubeconfig "$kubeconfig" --namespace "$NAMESPACE")
 	"${k[@]}" get --raw /readyz >/dev/null 2>&1 ||
 		die "the cluster of $kubeconfig does not answer /readyz: start it (make cluster-up) and retry"
-	# kubectl diff exits 0 when the cluster already has exactly these CRDs, 1 when it differs.
-	local rc=0
-	"${k[@]}" diff --server-side --field-manager="$FIELD_MANAGER" -f "$CRD_FILE" >/dev/null 2>&1 || rc=$?
-	if [ "$rc" -eq 0 ]; then
-		info "Istio CRDs $ISTIO_API_VERSION already installed (unchanged)"
+	# The chart's version names the Istio build (cluster/istio-build.sh sets it): same = nothing to do.
+	deployed=$("${h[@]}" list --filter "^$RELEASE\$" --deployed --output json 2>/dev/null |
+		sed -n 's/.*"chart":"\([^"]*\)".*/\1/p')
+	if [ "$deployed" = "base-$CHART_VERSION" ]; then
+		info "Istio CRDs $CHART_VERSION already installed (release $RELEASE, unchanged)"
 		return
 	fi
-	[ "$rc" -eq 1 ] || die "kubectl diff of Istio's CRDs failed (exit $rc); run: ${k[*]} diff --server-side -f $CRD_FILE"
-	info "applying Istio CRDs $ISTIO_API_VERSION (server-side apply, field manager $FIELD_MANAGER)"
-	# Server-side: the CRDs are too big for client-side apply's last-applied annotation.
-	"${k[@]}" apply --server-side --field-manager="$FIELD_MANAGER" --force-conflicts -f "$CRD_FILE" >/dev/null
-	"${k[@]}" wait --for=condition=Established --timeout=60s -f "$CRD_FILE" >/dev/null ||
-		die "Istio's CRDs did not become Established within 60 s; see: ${k[*]} get crd -l release=istio"
-	info "Istio CRDs $ISTIO_API_VERSION installed (changed)"
+	# An upgrade keeps the values the istio_mesh role may have given the release.
+	[ -z "$deployed" ] || reuse=(--reset-then-reuse-values)
+	info "installing Istio CRDs $CHART_VERSION (Helm release $NAMESPACE/$RELEASE${deployed:+, was $deployed})"
+	"${h[@]}" upgrade --install "$RELEASE" "$ISTIO_HOME/charts/base" --create-namespace \
+		--take-ownership "${reuse[@]}" "${BASE_VALUES[@]}" --wait --timeout 120s >/dev/null ||
+		die "helm upgrade --install $RELEASE failed; see: ${h[*]} status $RELEASE"
+	"${k[@]}" wait --for=condition=Established --timeout=60s crd -l app.kubernetes.io/part-of=istio >/dev/null 2>&1 ||
+		"${k[@]}" wait --for=condition=Established --timeout=60s -f "$CRD_FILE" >/dev/null ||
+		die "Istio's CRDs did not become Established within 60 s; see: ${k[*]} get crd | grep istio.io"
+	info "Istio CRDs $CHART_VERSION installed (changed)"
 }
 
 case "${1:-apply}" in
