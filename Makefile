@@ -113,8 +113,21 @@ test-e2e: venv ## End to end through real pods: traffic, rolling update, pod los
 
 # ---------------------------------------------------------------- mesh policies (Istio CRDs, roles/mesh_policies)
 .PHONY: istio-crds
-istio-crds: ## Install Istio's CRDs (ISTIO_API_VERSION in cluster/versions.env) into the running local cluster
+istio-crds: ## Install Istio's CRDs (base chart of ISTIO_VERSION, cluster/versions.env) into the running local cluster
 	@cluster/istio-crds.sh
+
+# ---------------------------------------------------------------- Istio from source (cluster/istio-build.sh, images/istio.sh, roles/istio_mesh)
+.PHONY: istio-build istio test-istio
+istio-build: ## Build Istio (istiod, pilot-agent, istioctl, CNI), Helm 3 and fetch Envoy into ~/.cache (reused when present; ~15 min cold)
+	cluster/istio-build.sh
+
+istio: venv ## Install Istio on the local cluster's real node (images built and imported first): playbooks/istio.yml
+	CLUSTER_NODE_MODE=real cluster/cluster.sh up
+	images/build.sh
+	ansible-playbook playbooks/istio.yml
+
+test-istio: venv istio ## Istio for real: injection under Pod Security restricted, traffic through Envoy, faults, ingress gateway
+	pytest -m realnode tests/mesh
 
 # ---------------------------------------------------------------- benchmarks
 .PHONY: bench
