@@ -6,6 +6,8 @@ file per blog post. Inputs were validated by the role (argument spec + tasks/val
 before this runs; this module only shapes data.
 """
 
+import re
+
 API_VERSION = "networking.istio.io/v1"
 SECURITY_API_VERSION = "security.istio.io/v1"
 MANAGED_LABELS = {
@@ -294,8 +296,149 @@ def mesh_policies_objects(settings):
     return objects
 
 
+DURATION = re.compile(r"^(?!0+(\.0+)?[a-z]+$)[0-9]+(\.[0-9]+)?(ms|s|m|h)$")
+NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+DNS_NAME = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+$"
+)
+GATEWAY_HOST = re.compile(r"^(\*|(\*\.)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?)$")
+HEADER = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+DURATIONS = (
+    "fault_delay_duration",
+    "retry_per_try_timeout",
+    "retry_timeout",
+    "connection_pool_connect_timeout",
+    "connection_pool_keepalive_time",
+    "connection_pool_keepalive_interval",
+    "timeout",
+    "outlier_interval",
+    "outlier_base_ejection_time",
+)
+PATHS = ("redirect_match_uri", "redirect_uri", "rewrite_match_uri", "rewrite_uri", "external_path")
+NAMES = (
+    "host",
+    "route_v1_host",
+    "rewrite_host",
+    "redirect_authority",
+    "gateway_route_host",
+    "external_name",
+    "denied_caller",
+)
+# (setting, lowest, highest): whole numbers and percentages the policies need in range.
+RANGES = (
+    ("fault_abort_percent", 0, 100),
+    ("fault_delay_percent", 0, 100),
+    ("fault_abort_status", 200, 599),
+    ("retry_attempts", 1, None),
+    ("connection_pool_max_connections", 1, None),
+    ("connection_pool_http_max_pending", 1, None),
+    ("connection_pool_http_max_requests", 1, None),
+    ("outlier_consecutive_5xx", 1, None),
+    ("outlier_max_ejection_percent", 0, 100),
+    ("external_port", 1, 65535),
+    ("gateway_port", 1, 65535),
+    ("rollout_timeout", 1, None),
+)
+
+
+def mesh_policies_problems(settings):
+    """Every problem of the settings, one message each naming what to change (the argument spec
+    checked types and choices before this runs)."""
+    s, sets, problems = settings, settings["sets"], []
+    if len(set(sets)) != len(sets):
+        problems.append(f"mesh_policies_sets {sets} lists a set twice: list each set once.")
+    catch_all = [x for x in sets if x in ("route-v1", "split")]
+    if "external-service" in sets and s["external_route_webserver"]:
+        catch_all.append("external-service")
+    if len(catch_all) > 1:
+        problems.append(
+            f"mesh_policies_sets: {' and '.join(catch_all)} each decide where all traffic for"
+            f" {s['host']} goes: choose at most one of route-v1, split, external-service (or set"
+            " mesh_policies_external_route_webserver: false to keep only its ServiceEntry)."
+        )
+    needs_subsets = [x for x in sets if x in ("split", "header-route")]
+    if needs_subsets and "subsets" not in sets:
+        problems.append(
+            f"mesh_policies_sets: {' and '.join(needs_subsets)} route to subsets of the"
+            " DestinationRule: add the subsets set."
+        )
+    if (
+        "redirect" in sets
+        and "rewrite" in sets
+        and s["redirect_match_uri"] == s["rewrite_match_uri"]
+    ):
+        problems.append(
+            f"redirect and rewrite both match {s['redirect_match_uri']} (only the first would ever"
+            " apply): give mesh_policies_redirect_match_uri or mesh_policies_rewrite_match_uri"
+            " another path."
+        )
+    if "gateway" in sets and s["gateway_route_host"] == s["host"]:
+        problems.append(
+            f"mesh_policies_gateway_route_host and mesh_policies_host are both {s['host']}: their"
+            " VirtualServices would be one object; route the gateway to another Service."
+        )
+    names = [sub["name"] for sub in s["subsets"]]
+    if (
+        not names
+        or len(set(names)) != len(names)
+        or any(not sub.get("labels") for sub in s["subsets"])
+        or s["header_route_subset"] not in names
+        or s["denied_subset"] not in names
+    ):
+        problems.append(
+            f"mesh_policies_subsets {names}: give at least one subset, unique names and non-empty"
+            f" labels; mesh_policies_header_route_subset ({s['header_route_subset']}) and"
+            f" mesh_policies_denied_subset ({s['denied_subset']}) must be one of them."
+        )
+    weights = s["split_weights"]
+    unknown = sorted(set(weights) - set(names))
+    whole = all(isinstance(w, int) and not isinstance(w, bool) and w >= 0 for w in weights.values())
+    if not weights or unknown or not whole or (whole and sum(weights.values()) != 100):
+        known = f"unknown subsets {unknown} (subsets are {names}); " if unknown else ""
+        problems.append(
+            f"mesh_policies_split_weights {weights}: {known}weights must be whole numbers from 0"
+            " that add up to 100."
+        )
+    out_of_range = []
+    for key, low, high in RANGES:
+        value = s[key]
+        if value < low or (high is not None and value > high):
+            out_of_range.append(f"mesh_policies_{key}={value} ({low}-{high or 'any'})")
+    if out_of_range:
+        problems.append(
+            "Out of range (fault percentages must be 0-100, the abort status an HTTP status"
+            f" 200-599, ports 1-65535, counts at least 1): {', '.join(out_of_range)}."
+        )
+    bad = {f"mesh_policies_{k}": s[k] for k in DURATIONS if not DURATION.match(str(s[k]))}
+    if bad:
+        problems.append(f"Not a duration above zero like 5s, 250ms, 1.5s or 2m: {bad}")
+    bad = {f"mesh_policies_{k}": s[k] for k in PATHS if not str(s[k]).startswith("/")}
+    if bad:
+        problems.append(f"Paths must start with / (not: {bad}).")
+    if not HEADER.match(s["header_route_name"]):
+        problems.append(
+            f"mesh_policies_header_route_name ({s['header_route_name']!r}) must be a lowercase"
+            " header name."
+        )
+    bad = {f"mesh_policies_{k}": s[k] for k in NAMES if not NAME.match(str(s[k]))}
+    if bad:
+        problems.append(f"Not a Kubernetes name (lowercase letters, digits, -): {bad}.")
+    if not DNS_NAME.match(str(s["external_host"])):
+        problems.append(
+            f"mesh_policies_external_host {s['external_host']!r} is not a DNS name like"
+            " api.example.com."
+        )
+    bad_hosts = [h for h in s["gateway_hosts"] if not GATEWAY_HOST.match(str(h))]
+    if bad_hosts:
+        problems.append(
+            f"mesh_policies_gateway_hosts {bad_hosts}: use * or host names like shop.example.com."
+        )
+    return problems
+
+
 class FilterModule:
     def filters(self):
         return {
             "mesh_policies_objects": mesh_policies_objects,
+            "mesh_policies_problems": mesh_policies_problems,
         }

@@ -1,8 +1,11 @@
 """Unit tests of the collection's filter plugins (pure functions: no cluster, no Ansible)."""
 
+from pathlib import Path
+
 import pytest
+import yaml
 from k8s_apply import applied_objects, applied_pruned, applied_record, applied_stale
-from mesh_policies import mesh_policies_objects
+from mesh_policies import mesh_policies_objects, mesh_policies_problems
 from workloads import (
     rollout_state,
     workload_name,
@@ -11,6 +14,7 @@ from workloads import (
     workloads,
 )
 
+REPO = Path(__file__).resolve().parents[2]
 DEFAULTS = {
     "replicas": 3,
     "strategy": "RollingUpdate",
@@ -238,3 +242,61 @@ def test_split_renders_one_destination_rule_and_one_virtual_service():
 
 def test_no_set_renders_nothing():
     assert mesh_policies_objects(dict(SETTINGS, sets=[])) == []
+
+
+def full_settings(**overrides):
+    """Every setting of the mesh_policies role, at its default (defaults/main.yml)."""
+    defaults = yaml.safe_load((REPO / "roles/mesh_policies/defaults/main.yml").read_text())
+    settings = {k.removeprefix("mesh_policies_"): v for k, v in defaults.items()}
+    settings.update(namespace="ns", **overrides)
+    return settings
+
+
+def test_default_settings_have_no_problems():
+    assert mesh_policies_problems(full_settings(sets=["subsets", "split"])) == []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        ({"sets": ["subsets", "route-v1", "split"]}, "route-v1 and split each decide"),
+        ({"sets": ["split"]}, "add the subsets set"),
+        ({"split_weights": {"v1": 60, "v2": 60}}, "add up to 100"),
+        ({"split_weights": {"v1": 50, "v3": 50}}, "unknown subsets ['v3']"),
+        ({"split_weights": {"v1": 50.5, "v2": 49.5}}, "whole numbers"),
+        ({"header_route_subset": "v9"}, "must be one of them"),
+        ({"fault_abort_percent": 150}, "mesh_policies_fault_abort_percent=150"),
+        ({"fault_abort_status": 99}, "mesh_policies_fault_abort_status=99"),
+        ({"timeout": "1 second"}, "'mesh_policies_timeout': '1 second'"),
+        ({"timeout": "0s"}, "'mesh_policies_timeout': '0s'"),
+        ({"rewrite_uri": "rewritten"}, "Paths must start with /"),
+        ({"host": "Web_Server"}, "Not a Kubernetes name"),
+        ({"external_host": "bad_host"}, "is not a DNS name"),
+        ({"gateway_hosts": ["http://shop"]}, "use * or host names"),
+        ({"sets": ["subsets", "subsets"]}, "lists a set twice"),
+        ({"sets": ["redirect", "rewrite"]}, "redirect and rewrite both match /"),
+    ],
+)
+def test_bad_settings_name_what_to_change(overrides, says):
+    settings = full_settings(**{"sets": ["subsets", "split"], **overrides})
+    problems = mesh_policies_problems(settings)
+    assert any(says in p for p in problems), problems
+
+
+def test_new_sets_render_their_objects():
+    sets = ["subsets", "split", "timeout", "outlier-detection", "strict-mtls", "deny-v2-caller"]
+    objects = {o["kind"]: o for o in mesh_policies_objects(full_settings(sets=sets))}
+    assert objects["VirtualService"]["spec"]["http"][0]["timeout"] == "1s"
+    assert (
+        objects["DestinationRule"]["spec"]["trafficPolicy"]["outlierDetection"][
+            "consecutive5xxErrors"
+        ]
+        == 3
+    )
+    assert objects["PeerAuthentication"]["spec"] == {"mtls": {"mode": "STRICT"}}
+    policy = objects["AuthorizationPolicy"]
+    assert policy["apiVersion"] == "security.istio.io/v1"
+    assert policy["spec"]["selector"]["matchLabels"] == {"app": "webserver", "version": "v2"}
+    assert policy["spec"]["rules"][0]["from"][0]["source"]["principals"] == [
+        "cluster.local/ns/ns/sa/proxy"
+    ]
