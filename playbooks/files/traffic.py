@@ -2,9 +2,10 @@
 
     python playbooks/files/traffic.py URL [--count N] [--concurrency C] [--header 'Name: value']...
 
-Prints one JSON object: how many answers had each HTTP status, each webserver version (from
-the proxy's seed-format answer), each upstream code, the elapsed milliseconds the webserver
-reported (`Took N milliseconds`) and the client's own wall time per request, plus a few bodies.
+Prints one JSON object: how many answers had each HTTP status, each webserver version and
+upstream code (from the proxy's seed-format answer), each answer the mesh gave instead of the
+webserver (`other`: "fault filter abort", "upstream request timeout", ...), the milliseconds the
+proxy reported (`Took N milliseconds`), the client's own wall time per request, a few bodies.
 Each request goes on a new connection (as curl would), so the mesh routes every one afresh.
 playbooks/canary.yml measures each step with it, Molecule verify steps assert on its counts,
 and pytest imports `measure`.
@@ -20,10 +21,11 @@ import urllib.parse
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-ANSWER = re.compile(
-    r"^Proxying value: (?P<content>.*?) requested from (?P<path>\S+) on (?P<host>\S+)"
-    r" with code (?P<code>\d{3}) - Took (?P<took>\d+) milliseconds$",
-    re.S,
+# The proxy's seed-format answer, and inside it the webserver's (absent when the mesh answered
+# instead: "fault filter abort", "upstream request timeout", "RBAC: access denied").
+PROXIED = re.compile(r"^Proxying value: (?P<content>.*) - Took (?P<took>\d+) milliseconds$", re.S)
+WEBSERVER = re.compile(
+    r"^(?P<text>.*?) requested from (?P<path>\S+) on (?P<host>\S+) with code (?P<code>\d{3})$", re.S
 )
 VERSION = re.compile(r"^WebServer (V\d+)")
 
@@ -45,15 +47,20 @@ def one(url: str, headers: dict[str, str], timeout: float) -> dict:
     answer = {"status": status, "body": body, "ms": (time.monotonic() - started) * 1000}
     if location:
         answer["location"] = location
-    match = ANSWER.match(body)
-    if match:
-        version = VERSION.match(match["content"])
-        answer.update(
-            code=match["code"],
-            took=int(match["took"]),
-            upstream_path=match["path"],
-            version=version[1].lower() if version else match["content"][:60],
-        )
+    proxied = PROXIED.match(body)
+    if proxied:
+        answer["took"] = int(proxied["took"])
+        webserver = WEBSERVER.match(proxied["content"])
+        if webserver:
+            version = VERSION.match(webserver["text"])
+            answer.update(
+                code=webserver["code"],
+                upstream_path=webserver["path"],
+                host=webserver["host"],
+                version=version[1].lower() if version else webserver["text"][:60],
+            )
+        else:
+            answer["other"] = proxied["content"][:80]
     return answer
 
 
@@ -71,6 +78,8 @@ def measure(
         "status": dict(Counter(str(a["status"]) for a in answers)),
         "version": dict(Counter(a["version"] for a in answers if "version" in a)),
         "code": dict(Counter(a["code"] for a in answers if "code" in a)),
+        "other": dict(Counter(a["other"] for a in answers if "other" in a)),
+        "hosts": sorted({a["host"] for a in answers if "host" in a}),
         "took": sorted(a["took"] for a in answers if "took" in a),
         "ms": sorted(round(a["ms"]) for a in answers),
         "locations": sorted({a["location"] for a in answers if "location" in a}),
