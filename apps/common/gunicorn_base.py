@@ -1,6 +1,6 @@
 """Gunicorn settings shared by both apps (each app's gunicorn.conf.py imports them).
 
-Every setting comes from the environment (see the README's configuration table). Choices:
+Every setting comes from the environment (see docs/apps.md). Choices:
 - gthread workers: the proxy waits on its upstream and /delay sleeps; a sync worker would block
   on either, and sync workers close every connection, so a proxy in front of them would pay a
   new TCP connection per request.
@@ -76,8 +76,13 @@ def bind_address(raw):
 def worker_tmp_directory():
     """Where gunicorn's workers keep their heartbeat files: a directory we can create files in."""
     chosen = os.environ.get("GUNICORN_WORKER_TMP_DIR", "")
-    candidates = [chosen] if chosen else ["/dev/shm", tempfile.gettempdir()]  # noqa: S108
     problems = []
+    candidates = [chosen] if chosen else ["/dev/shm"]  # noqa: S108
+    if not chosen:
+        try:
+            candidates.append(tempfile.gettempdir())  # $TMPDIR, /tmp, ..., the first writable
+        except OSError as error:  # none is
+            problems.append(str(error))
     for directory in candidates:
         try:
             with tempfile.TemporaryFile(dir=directory):

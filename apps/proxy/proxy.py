@@ -292,19 +292,20 @@ def _redirect_target(url, location):
 class _Exchange:
     """This thread's upstream exchange, as the deadline watchdog sees it."""
 
-    __slots__ = ("conn", "deadline", "expired", "lock")
+    __slots__ = ("conn", "deadline", "expired", "lock", "sock")
 
     def __init__(self):
         self.lock = threading.Lock()
         self.deadline = float("inf")
-        self.conn = None
-        self.expired = False
+        self.conn = None  # the connection sending the request (its socket: once connected)
+        self.sock = None  # its socket, kept: http.client drops conn.sock once a response
+        self.expired = False  # that closes the connection has begun, while reading from it
 
     def expire(self):
         """Past the deadline: shut the connection down, which ends any read blocked on it."""
         with self.lock:
             self.expired = True
-            sock = self.conn.sock if self.conn is not None else None
+            sock = self.sock or (self.conn.sock if self.conn is not None else None)
             if sock is not None:
                 try:
                     sock.shutdown(socket.SHUT_RDWR)
@@ -347,7 +348,10 @@ class _WatchedConnection:
         exchange = getattr(_local, "exchange", None)
         if exchange is not None:
             exchange.conn = self
-        return super().request(*args, **kwargs)
+        sent = super().request(*args, **kwargs)  # connects first when needed
+        if exchange is not None:
+            exchange.sock = self.sock
+        return sent
 
 
 class _HTTPConnection(_WatchedConnection, HTTPConnection):
@@ -527,7 +531,7 @@ def fetch(url, headers):
     finally:
         with exchange.lock:
             exchange.deadline = float("inf")
-            exchange.conn = None
+            exchange.conn = exchange.sock = None
     if exchange.expired:  # e.g. a body without length, cut short by the watchdog
         raise Refused(*_EXPIRED)
     return body

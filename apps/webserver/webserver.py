@@ -4,7 +4,7 @@ Every answer has the seed's body, byte for byte:
     <content> requested from <path> on <hostname> with code <status>
 Beyond the seed, for exploring a mesh: /healthz and /readyz (probes), /status/<code> and a
 bounded /delay/<seconds> (fault demos), and the version it runs as in the X-App-Version header.
-Configuration (environment, read once at start): see the README's configuration table.
+Configuration (environment, read once at start): see ../../docs/apps.md.
 """
 
 import math
@@ -101,7 +101,10 @@ def request_path(environ):
     raw = environ.get("RAW_URI") or environ.get("PATH_INFO") or "/"
     if raw.startswith("/"):
         return raw.partition("?")[0].partition("#")[0]
-    return urlsplit(raw).path or "/"  # absolute-form target, e.g. "http://host/x"
+    try:
+        return urlsplit(raw).path or "/"  # absolute-form target, e.g. "http://host/x"
+    except ValueError:  # e.g. "http://[::1/x": no 500 for a malformed target
+        return environ.get("PATH_INFO") or "/"
 
 
 def _seed_body(path, code):
