@@ -632,7 +632,7 @@ def test_the_checks_above_cover_every_variable_the_apps_read():
     """Every os.environ read in the apps is one docs/apps.md documents."""
     docs = (APPS.parent / "docs" / "apps.md").read_text()
     names = set()
-    read = re.compile(r"""(?:env_int|_env_number|_env_float|environ\.get)\(\s*["']([A-Z_]+)""")
+    read = re.compile(r"""(?:env_int|_env_number|_env_float|os\.environ\.get)\(\s*["']([A-Z_]+)""")
     for path in ("proxy/proxy.py", "webserver/webserver.py", "common/gunicorn_base.py"):
         names |= set(read.findall((APPS / path).read_text()))
     names |= {"SERVERCONTENT", "SERVERCONTNET"}
