@@ -33,6 +33,7 @@ WARMUP = 1
 OURS_PROXIED = "ours: proxy -> webserver"
 OURS_KEEPALIVE = "ours: proxy -> web, keep-alive"  # PROXY_UPSTREAM_KEEPALIVE, as behind a mesh
 SEED_PROXIED = "seed: proxy -> webserver (node)"
+GOAL = 0.33  # ours / seed, proxied (the issue "Hardening the apps", restated goal)
 
 
 def wrk(port, duration):
@@ -169,9 +170,9 @@ def main():
                 ours[0] / seed[0]
                 for ours, seed in zip(runs[ours_name], runs[SEED_PROXIED], strict=True)
             ]
-            verdict = "met" if ratio >= 1.0 else "NOT met"
+            verdict = "met" if ratio >= GOAL else "NOT met"
             print(
-                f"\n{ours_name} / seed: {ratio:.2f} (goal >= 1.00: {verdict}; "
+                f"\n{ours_name} / seed: {ratio:.2f} (goal >= {GOAL:.2f}: {verdict}; "
                 f"per round: {', '.join(f'{r:.2f}' for r in rounds)}; "
                 f"median {statistics.median(rounds):.2f})"
             )

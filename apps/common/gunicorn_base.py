@@ -1,24 +1,41 @@
 """Gunicorn settings shared by both apps (each app's gunicorn.conf.py imports them).
 
-Every setting comes from the environment (see the README's configuration table). Choices:
+Every setting comes from the environment (see docs/apps.md). Choices:
 - gthread workers: the proxy waits on its upstream and /delay sleeps; a sync worker would block
   on either, and sync workers close every connection, so a proxy in front of them would pay a
   new TCP connection per request.
 - keep-alive longer than Envoy's default idle timeout (1 h): the side that closes an idle
   connection first must be the mesh, or a request racing the close gets a 503.
 - graceful shutdown: SIGTERM stops accepting, in-flight requests finish (GUNICORN_GRACEFUL_TIMEOUT).
-- read-only root filesystem: worker heartbeat files in /dev/shm, no control socket file.
+- read-only root filesystem: worker heartbeat files in /dev/shm, or the first writable one of
+  GUNICORN_WORKER_TMP_DIR, /dev/shm, $TMPDIR, /tmp (none: the start stops and says so); no
+  control socket file.
+- slow clients never hold a thread: GuardedThreadWorker reads each request head in the event
+  loop and hands only complete heads to the thread pool; a head not complete after
+  GUNICORN_HEADER_TIMEOUT seconds is answered 408 and dropped; a response write that makes no
+  progress for GUNICORN_SEND_TIMEOUT seconds drops the connection. /healthz and /readyz are
+  served by the event loop itself, so they answer while every pool thread is busy.
 - access log: one JSON object per line, built with json.dumps (a JSON access_log_format
   string would only escape '"', not backslashes or control characters).
 """
 
+import errno
+import ipaddress
 import json
 import os
+import re
+import selectors
+import socket
+import struct
 import sys
+import tempfile
 import time
+from concurrent.futures import Future
+from functools import partial
 
 import gunicorn.util
 from gunicorn.glogging import Logger
+from gunicorn.workers.gthread import TConn, ThreadWorker
 
 
 def env_int(name, default, low=1, high=1_000_000):
@@ -26,13 +43,58 @@ def env_int(name, default, low=1, high=1_000_000):
     raw = os.environ.get(name, "")
     if not raw:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = low - 1
+    value = int(raw) if re.fullmatch(r"[0-9]{1,9}", raw) else low - 1  # no "1e3", " 8", "8_0"
     if not low <= value <= high:
-        raise SystemExit(f"{name}={raw!r}: expected an integer from {low} to {high}")
+        raise SystemExit(f"{name}={raw!r}: expected a whole number from {low} to {high}")
     return value
+
+
+def bind_address(raw):
+    """BIND_ADDRESS as gunicorn's "host" part: an IP address of this machine (IPv6 bracketed)."""
+    host = raw.removeprefix("[").removesuffix("]")
+    try:
+        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    except ValueError:
+        if not re.fullmatch(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", host):
+            raise SystemExit(
+                f"BIND_ADDRESS={raw!r}: expected an IP address of this host (e.g. 0.0.0.0, "
+                "127.0.0.1, ::) or a host name"
+            ) from None
+        family = socket.AF_UNSPEC
+    try:  # can it be bound at all? (port 0: says nothing about PORT being free)
+        info = socket.getaddrinfo(host, 0, family, socket.SOCK_STREAM)[0]
+        with socket.socket(info[0], socket.SOCK_STREAM) as probe:
+            probe.bind(info[4])
+    except OSError as error:
+        raise SystemExit(
+            f"BIND_ADDRESS={raw!r}: cannot listen on it ({error.strerror or error}); expected "
+            "an address of this host, e.g. 0.0.0.0 or 127.0.0.1"
+        ) from None
+    return f"[{host}]" if family == socket.AF_INET6 else host
+
+
+def worker_tmp_directory():
+    """Where gunicorn's workers keep their heartbeat files: a directory we can create files in."""
+    chosen = os.environ.get("GUNICORN_WORKER_TMP_DIR", "")
+    problems = []
+    candidates = [chosen] if chosen else ["/dev/shm"]  # noqa: S108
+    if not chosen:
+        try:
+            candidates.append(tempfile.gettempdir())  # $TMPDIR, /tmp, ..., the first writable
+        except OSError as error:  # none is
+            problems.append(str(error))
+    for directory in candidates:
+        try:
+            with tempfile.TemporaryFile(dir=directory):
+                return directory
+        except OSError as error:
+            problems.append(f"{directory}: {error.strerror or error}")
+    what = f"GUNICORN_WORKER_TMP_DIR={chosen!r}" if chosen else "no writable directory"
+    raise SystemExit(
+        f"{what}: gunicorn needs a writable directory for its worker heartbeat files "
+        f"({'; '.join(problems)}); mount a writable emptyDir (e.g. medium: Memory at /dev/shm) "
+        "or set GUNICORN_WORKER_TMP_DIR to a writable directory"
+    )
 
 
 class JsonAccessLogger(Logger):
@@ -107,19 +169,148 @@ def _utc_now():
     return f"{_second[1]}.{int((now - second) * 1000):03d}Z"
 
 
-bind = f"{os.environ.get('BIND_ADDRESS', '127.0.0.1')}:{env_int('PORT', 3030, 1, 65535)}"
-worker_class = "gthread"
-workers = env_int("WEB_CONCURRENCY", 2)
-threads = env_int("GUNICORN_THREADS", 8)
-keepalive = env_int("GUNICORN_KEEPALIVE", 3700)
-graceful_timeout = env_int("GUNICORN_GRACEFUL_TIMEOUT", 30)
+HEADER_TIMEOUT = env_int("GUNICORN_HEADER_TIMEOUT", 10, 1, 3600)
+SEND_TIMEOUT = env_int("GUNICORN_SEND_TIMEOUT", 30, 1, 3600)
+MAX_HEAD_BYTES = 65536  # a longer request head is answered 431
+_PROBE = re.compile(rb"(?:\r?\n)*(?:GET|HEAD) /(?:healthz|readyz)(?:\?[^ ]*)? HTTP/1\.[01]\r?\n")
+_HAS_BODY = re.compile(rb"\n(?:content-length|transfer-encoding)[ \t]*:", re.IGNORECASE)
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+
+
+def _plain(status, text):
+    body = text.encode()
+    return (
+        f"HTTP/1.1 {status}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        f"X-Content-Type-Options: nosniff\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+_TIMED_OUT = _plain(
+    "408 Request Timeout",
+    f"Request Timeout: the request head did not arrive within {HEADER_TIMEOUT} s "
+    "(GUNICORN_HEADER_TIMEOUT)",
+)
+_TOO_LARGE = _plain(
+    "431 Request Header Fields Too Large",
+    f"Request Header Fields Too Large: more than {MAX_HEAD_BYTES} bytes",
+)
+
+
+class GuardedThreadWorker(ThreadWorker):
+    """gunicorn's gthread worker, with request heads read by the event loop (main thread).
+
+    gthread hands a connection to a pool thread as soon as it has a byte to read, and the
+    thread then blocks until the whole request head is there: a few dozen clients that send
+    half a request take every thread. Here the event loop buffers the head (non-blocking) and
+    submits the connection only once the head is complete; heads still incomplete after
+    GUNICORN_HEADER_TIMEOUT are answered 408 and closed (checked about once a second). The
+    probes, cheap and answered by the app from memory, run in the event loop itself, so that
+    /healthz answers while every pool thread is busy (e.g. with /delay or a slow upstream).
+    Backstops on every client socket: SO_RCVTIMEO (a blocked read in a pool thread fails after
+    GUNICORN_HEADER_TIMEOUT) and SO_SNDTIMEO (a write that makes no progress for
+    GUNICORN_SEND_TIMEOUT fails).
+    """
+
+    def accept(self, listener):
+        try:
+            sock, client = listener.accept()
+        except OSError as error:
+            if error.errno in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                return
+            raise
+        self.nr_conns += 1
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(HEADER_TIMEOUT))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(SEND_TIMEOUT))
+        conn = TConn(self.cfg, sock, client, listener.getsockname())  # non-blocking
+        conn.head = b""
+        conn.timeout = time.monotonic() + HEADER_TIMEOUT
+        self._on_head_data(conn, registered=False)
+
+    def on_client_socket_readable(self, conn, client):
+        """A kept-alive connection has its next request coming: read its head here too."""
+        self.poller.unregister(client)
+        self.keepalived_conns.remove(conn)
+        conn.head = b""
+        conn.timeout = time.monotonic() + HEADER_TIMEOUT
+        self._on_head_data(conn, registered=False)
+
+    def _on_head_data(self, conn, registered=True, _fileobj=None):
+        try:
+            data = conn.sock.recv(MAX_HEAD_BYTES)
+        except (BlockingIOError, InterruptedError):
+            data = None
+        except OSError:
+            data = b""  # reset by the peer
+        if data is not None:
+            conn.head += data
+        complete = data and _HEAD_END.search(conn.head.lstrip(b"\r\n"))
+        if data == b"" or complete or len(conn.head) > MAX_HEAD_BYTES:
+            if registered:
+                self.poller.unregister(conn.sock)
+                self.pending_conns.remove(conn)
+            if complete:
+                self._dispatch(conn)
+            else:
+                self._drop(conn, _TOO_LARGE if data else b"")
+        elif not registered:
+            self.pending_conns.append(conn)  # same timeout for all: the deque stays sorted
+            self.poller.register(
+                conn.sock, selectors.EVENT_READ, partial(self._on_head_data, conn, True)
+            )
+
+    def _dispatch(self, conn):
+        head, conn.head = conn.head, b""
+        conn.init()  # the HTTP/1.1 parser (plain HTTP: nothing blocks here)
+        conn.parser.unreader.unread(head)
+        if _PROBE.match(head) and not _HAS_BODY.search(head):
+            done = Future()
+            done.set_result(self.handle(conn))  # the app answers a probe from memory
+            self.finish_request(conn, done)
+        else:
+            self.enqueue_req(conn)
+
+    def _drop(self, conn, answer):
+        self.nr_conns -= 1
+        if answer:
+            try:
+                conn.sock.send(answer)
+            except OSError:
+                pass
+        conn.close()
+
+    def murder_pending(self):
+        """Close connections whose request head is overdue (the event loop runs this ~1/s)."""
+        now = time.monotonic()
+        while self.pending_conns and self.pending_conns[0].timeout <= now:
+            conn = self.pending_conns.popleft()
+            try:
+                self.poller.unregister(conn.sock)
+            except (OSError, KeyError, ValueError):
+                pass
+            self._drop(conn, _TIMED_OUT)
+
+
+def _timeval(seconds):
+    return struct.pack("ll", seconds, 0)
+
+
+_port = env_int("PORT", 3030, 1, 65535)
+bind = f"{bind_address(os.environ.get('BIND_ADDRESS') or '127.0.0.1')}:{_port}"
+worker_class = GuardedThreadWorker
+workers = env_int("WEB_CONCURRENCY", 2, 1, 64)
+threads = env_int("GUNICORN_THREADS", 8, 1, 1024)
+keepalive = env_int("GUNICORN_KEEPALIVE", 3700, 1, 86400)
+graceful_timeout = env_int("GUNICORN_GRACEFUL_TIMEOUT", 30, 0, 3600)
 # Import the app in the master: a bad setting fails the start once, with its message.
 preload_app = True
-worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
+worker_tmp_dir = worker_tmp_directory()
 control_socket_disable = True
 # Nobody may set the URL scheme or SCRIPT_NAME/PATH_INFO through X-Forwarded-* style headers
 # (gunicorn trusts 127.0.0.1 by default; the apps build no URLs from them).
 forwarded_allow_ips = ""
 logger_class = JsonAccessLogger
-accesslog = None if os.environ.get("ACCESS_LOG", "on") == "off" else "-"
+_access_log = os.environ.get("ACCESS_LOG") or "on"
+if _access_log not in ("on", "off"):
+    raise SystemExit(f"ACCESS_LOG={_access_log!r}: expected on or off")
+accesslog = None if _access_log == "off" else "-"
 errorlog = "-"

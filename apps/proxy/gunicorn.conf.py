@@ -14,4 +14,4 @@ from gunicorn_base import env_int
 wsgi_app = "proxy:application"
 # The proxy's threads spend most of their time waiting for the upstream: one per concurrent
 # client connection keeps requests from queueing behind them (the GIL is free while they wait).
-threads = env_int("GUNICORN_THREADS", 32)
+threads = env_int("GUNICORN_THREADS", 32, 1, 1024)

@@ -4,12 +4,13 @@ Every answer has the seed's body, byte for byte:
     <content> requested from <path> on <hostname> with code <status>
 Beyond the seed, for exploring a mesh: /healthz and /readyz (probes), /status/<code> and a
 bounded /delay/<seconds> (fault demos), and the version it runs as in the X-App-Version header.
-Configuration (environment, read once at start): see the README's configuration table.
+Configuration (environment, read once at start): see ../../docs/apps.md.
 """
 
 import math
 import os
 import random
+import re
 import socket
 import threading
 import time
@@ -21,36 +22,55 @@ def _env_float(name, default, low, high):
     raw = os.environ.get(name, "")
     if not raw:
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
+    value = float(raw) if re.fullmatch(r"[0-9]{1,9}(\.[0-9]{1,9})?", raw) else math.nan
     if not low <= value <= high:  # also refuses nan
-        raise SystemExit(f"{name}={raw!r}: expected a number from {low} to {high}")
+        raise SystemExit(f"{name}={raw!r}: expected a decimal number from {low:g} to {high:g}")
     return value
 
 
-def _env_int(name):
-    raw = os.environ.get(name, "")
-    if not raw:
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise SystemExit(f"{name}={raw!r}: expected an integer") from None
+def _env_text(*names, default, limit=4096):
+    """The first set of `names`: UTF-8 text (it goes into a text/plain; charset=utf-8 body)."""
+    for name in names:
+        raw = os.environ.get(name)
+        if not raw:
+            continue
+        try:
+            size = len(raw.encode())  # undecodable bytes come as surrogates: refused here
+        except UnicodeEncodeError:
+            size = -1
+        if not 0 < size <= limit or any(c < " " and c not in "\t\n" for c in raw):
+            raise SystemExit(
+                f"{name}={raw!r}: expected UTF-8 text of at most {limit} bytes, "
+                "without control characters"
+            )
+        return raw
+    return default
 
 
 # SERVERCONTNET is the seed's own (misspelt) name: both are accepted, the correct one wins.
-CONTENT = os.environ.get("SERVERCONTENT") or os.environ.get("SERVERCONTNET") or "Hello world"
+CONTENT = _env_text("SERVERCONTENT", "SERVERCONTNET", default="Hello world")
 HOSTNAME = socket.gethostname()
 FAIL_RATE = _env_float("FAIL_RATE", 1 / 3, 0.0, 1.0)
 DELAY_MAX_SECONDS = _env_float("DELAY_MAX_SECONDS", 30.0, 0.0, 3600.0)
+# Sent as a header: a Kubernetes-label-like token only, never anything a header could not carry.
 APP_VERSION = os.environ.get("APP_VERSION", "")
+if APP_VERSION and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,62}", APP_VERSION):
+    raise SystemExit(
+        f"APP_VERSION={APP_VERSION!r}: expected a version like v1 or 1.2.3 (letters, digits, "
+        "'.', '_', '+', '-'; at most 63 characters)"
+    )
+_FAIL_SEED = os.environ.get("FAIL_SEED", "")
+if _FAIL_SEED and not re.fullmatch(r"-?[0-9]{1,18}", _FAIL_SEED):
+    raise SystemExit(f"FAIL_SEED={_FAIL_SEED!r}: expected a whole number, e.g. 42")
 
-# With FAIL_SEED, each worker process draws the same reproducible sequence (one worker gives
-# one sequence for a whole run); without it, failures are truly random like the seed's.
-_fail_seed = _env_int("FAIL_SEED")
-_rng = random.Random(_fail_seed)  # noqa: S311 (a demo fault, not a secret)
+# With FAIL_SEED, every worker process draws the same reproducible sequence (one worker gives
+# one sequence for a whole run). Without it, failures are truly random like the seed's, and
+# independent per worker: the app is imported before gunicorn forks, so a seeded-at-import
+# generator would be copied into every worker; SystemRandom has no state to copy.
+if _FAIL_SEED:
+    _rng = random.Random(int(_FAIL_SEED))  # noqa: S311 (a demo fault, not a secret)
+else:
+    _rng = random.SystemRandom()
 _rng_lock = threading.Lock()
 
 _STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
@@ -81,7 +101,10 @@ def request_path(environ):
     raw = environ.get("RAW_URI") or environ.get("PATH_INFO") or "/"
     if raw.startswith("/"):
         return raw.partition("?")[0].partition("#")[0]
-    return urlsplit(raw).path or "/"  # absolute-form target, e.g. "http://host/x"
+    try:
+        return urlsplit(raw).path or "/"  # absolute-form target, e.g. "http://host/x"
+    except ValueError:  # e.g. "http://[::1/x": no 500 for a malformed target
+        return environ.get("PATH_INFO") or "/"
 
 
 def _seed_body(path, code):

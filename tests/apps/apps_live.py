@@ -249,3 +249,54 @@ def no_new_requests(server):
     before = len(server.seen)
     yield
     assert server.seen[before:] == [], "the upstream must not have been called"
+
+
+class HostileUpstream:
+    """A raw-socket upstream on loopback (IPv4, or IPv6 with host="::1"): every connection
+    reads the request head, then `behaviours[path](sock)` writes whatever bytes it likes, at
+    whatever pace (sock.sendall, time.sleep as the *pace* of a hostile peer). Unknown paths
+    get a plain 200. `seen` lists the request paths received."""
+
+    def __init__(self, behaviours, host="127.0.0.1"):
+        self.behaviours = behaviours
+        self.seen = []
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.listener = socket.socket(family, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind((host, 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        self.url = f"http://{'[' + host + ']' if family == socket.AF_INET6 else host}:{self.port}"
+        self.stopped = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while not self.stopped.is_set():
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(sock,), daemon=True).start()
+
+    def _handle(self, sock):
+        with sock:
+            try:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        return
+                    head += chunk
+                path = head.split(b" ", 2)[1].decode("latin-1")
+                self.seen.append(path)
+                behaviour = self.behaviours.get(path)
+                if behaviour is None:
+                    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                else:
+                    behaviour(sock)
+            except OSError:
+                pass  # the proxy hung up: expected for most behaviours
+
+    def stop(self):
+        self.stopped.set()
+        self.listener.close()

@@ -27,7 +27,7 @@ def test_settings_come_from_the_environment(app):
     assert settings["bind"] == "['127.0.0.1:4040']"  # loopback unless BIND_ADDRESS says otherwise
     assert settings["workers"] == "3"
     assert settings["threads"] == "5"
-    assert settings["worker_class"] == "gthread"
+    assert settings["worker_class"] == "<GuardedThreadWorker()>"  # gthread, heads read in its loop
     assert settings["worker_tmp_dir"] == "/dev/shm"  # noqa: S108 (read-only root fs)
     assert settings["control_socket_disable"] == "True"  # no socket file under $HOME either
     assert settings["forwarded_allow_ips"] == "[]"  # no peer may rewrite scheme or paths
