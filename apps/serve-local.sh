@@ -10,9 +10,9 @@ PROXY_PORT=${PROXY_PORT:-3030}
 
 pids=()
 stop() {
-  trap - INT TERM EXIT
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait
+	trap - INT TERM EXIT
+	for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+	wait
 }
 trap stop INT TERM EXIT
 
@@ -22,15 +22,18 @@ pids+=($!)
 pids+=($!)
 
 for _ in $(seq 100); do
-  if curl -fsS "http://127.0.0.1:$PROXY_PORT/readyz" >/dev/null 2>&1 &&
-    curl -fsS "http://127.0.0.1:$WEB_PORT/readyz" >/dev/null 2>&1; then
-    echo ">> serving: proxy http://127.0.0.1:$PROXY_PORT/ -> webserver http://127.0.0.1:$WEB_PORT/ (Ctrl-C stops)"
-    echo ">> try: curl http://127.0.0.1:$PROXY_PORT/   curl http://127.0.0.1:$PROXY_PORT/failsometimes"
-    break
-  fi
-  for pid in "${pids[@]}"; do
-    kill -0 "$pid" 2>/dev/null || { echo "error: an app did not start (see its log above)" >&2; exit 1; }
-  done
-  sleep 0.1
+	if curl -fsS "http://127.0.0.1:$PROXY_PORT/readyz" >/dev/null 2>&1 &&
+		curl -fsS "http://127.0.0.1:$WEB_PORT/readyz" >/dev/null 2>&1; then
+		echo ">> serving: proxy http://127.0.0.1:$PROXY_PORT/ -> webserver http://127.0.0.1:$WEB_PORT/ (Ctrl-C stops)"
+		echo ">> try: curl http://127.0.0.1:$PROXY_PORT/   curl http://127.0.0.1:$PROXY_PORT/failsometimes"
+		break
+	fi
+	for pid in "${pids[@]}"; do
+		kill -0 "$pid" 2>/dev/null || {
+			echo "error: an app did not start (see its log above)" >&2
+			exit 1
+		}
+	done
+	sleep 0.1
 done
 wait -n

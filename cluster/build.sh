@@ -161,7 +161,8 @@ build_kwok() {
 	mkdir -p "$home"
 	GOFLAGS=-mod=mod go mod download "sigs.k8s.io/kwok@$KWOK_VERSION"
 	src=$(go env GOMODCACHE)/sigs.k8s.io/kwok@$KWOK_VERSION
-	cd "$src" # the module's own go.mod, so its pinned dependencies and no replace surprises
+	# The module's own go.mod, so its pinned dependencies and no replace surprises.
+	cd "$src"
 	go_build "$home" "KWOK" ./cmd/kwok # its version string is already in the source
 	# KWOK 0.8 has no built-in behaviour: Stage objects say how fake nodes and pods move on.
 	# Take upstream's "fast" set (node-initialize, node-heartbeat-with-lease, pod-ready,

@@ -9,17 +9,17 @@ ctr_k8s() { ctr --address "$socket" --namespace k8s.io "$@"; }
 [[ -S $socket ]] && ctr_k8s version >/dev/null 2>&1 || die "containerd is not answering on $socket (is the real node up? make cluster-up with CLUSTER_NODE_MODE=real)"
 
 for ref in "$@"; do
-  if ctr_k8s images check "name==$ref" 2>/dev/null | grep -q complete; then
-    continue
-  fi
-  archive=$IMAGE_CACHE/archives/${ref//[\/:]/_}.tar
-  if [[ ! -s $archive ]]; then
-    mkdir -p "$(dirname "$archive")"
-    bah push --quiet "$ref" "docker-archive:$archive.tmp:$ref" >/dev/null
-    mv "$archive.tmp" "$archive"
-  fi
-  log "importing $ref into containerd"
-  ctr_k8s images import --snapshotter overlayfs "$archive" >/dev/null
-  # kubelet must never try to pull (nothing can be pulled here); verify the name landed.
-  ctr_k8s images check "name==$ref" | grep -q complete || die "import of $ref into containerd did not produce $ref"
+	if ctr_k8s images check "name==$ref" 2>/dev/null | grep -q complete; then
+		continue
+	fi
+	archive=$IMAGE_CACHE/archives/${ref//[\/:]/_}.tar
+	if [[ ! -s $archive ]]; then
+		mkdir -p "$(dirname "$archive")"
+		bah push --quiet "$ref" "docker-archive:$archive.tmp:$ref" >/dev/null
+		mv "$archive.tmp" "$archive"
+	fi
+	log "importing $ref into containerd"
+	ctr_k8s images import --snapshotter overlayfs "$archive" >/dev/null
+	# kubelet must never try to pull (nothing can be pulled here); verify the name landed.
+	ctr_k8s images check "name==$ref" | grep -q complete || die "import of $ref into containerd did not produce $ref"
 done

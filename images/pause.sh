@@ -7,7 +7,8 @@ require_root
 tag=$(content_hash images/pause images/pause.sh)
 ref=$IMAGE_PREFIX/pause:$tag
 if image_exists "$ref"; then
-  echo "$ref"; exit 0
+	echo "$ref"
+	exit 0
 fi
 command -v gcc >/dev/null || die "gcc is needed to build the pause binary: apt-get install gcc libc6-dev"
 work=$(mktemp -d)
