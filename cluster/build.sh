@@ -96,9 +96,9 @@ build_kubernetes() {
 	GOFLAGS=-mod=mod go mod download k8s.io/kubernetes
 	modfile=$(go env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/$KUBERNETES_VERSION.mod
 	minor=${KUBERNETES_VERSION#v1.}
-	for module in $(awk '/=> .\/staging/ {print $1}' "$modfile"); do
+	while read -r module; do
 		go mod edit -replace="$module=$module@v0.$minor"
-	done
+	done < <(awk '/=> .\/staging/ {print $1}' "$modfile")
 	for cmd in "${K8S_COMMANDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$cmd"); done
 	{
 		printf '//go:build tools\n\n// Package tools pins the commands we build.\npackage tools\n\nimport (\n'
@@ -169,14 +169,14 @@ build_kwok() {
 	# pod-complete, pod-delete) from the module, following its kustomization files.
 	kustomization=$src/kustomize/stage/fast/kustomization.yaml
 	: >"$home/stages.yaml.new"
-	for dir in $(sed -n 's/^- //p' "$kustomization"); do
-		for resource in $(sed -n 's/^- //p' "$src/kustomize/stage/fast/$dir/kustomization.yaml"); do
+	while read -r dir; do
+		while read -r resource; do
 			{
 				echo "---"
 				cat "$src/kustomize/stage/fast/$dir/$resource"
 			} >>"$home/stages.yaml.new"
-		done
-	done
+		done < <(sed -n 's/^- //p' "$src/kustomize/stage/fast/$dir/kustomization.yaml")
+	done < <(sed -n 's/^- //p' "$kustomization")
 	grep -q '^kind: Stage' "$home/stages.yaml.new" || die "no KWOK Stage objects found under $src/kustomize/stage/fast"
 	mv "$home/stages.yaml.new" "$home/stages.yaml"
 	write_build_info "$home" "$KWOK_VERSION" $((SECONDS - started))

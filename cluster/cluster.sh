@@ -12,11 +12,18 @@ set -euo pipefail
 . "$CLUSTER_DIR/pki.sh"
 . "$CLUSTER_DIR/components.sh"
 
+# The node modes there are: cluster/node-<mode>/.
+node_modes() {
+	local dir
+	for dir in "$CLUSTER_DIR"/node-*/; do
+		dir=${dir%/}
+		printf '%s ' "${dir##*/node-}"
+	done
+}
+
 NODE_MODE_FILE=$CLUSTER_DIR/node-$CLUSTER_NODE_MODE/node.sh
 [ -f "$NODE_MODE_FILE" ] ||
-	die "CLUSTER_NODE_MODE=$CLUSTER_NODE_MODE is unknown: $NODE_MODE_FILE does not exist (modes: $(
-		cd "$CLUSTER_DIR" && ls -d node-*/ 2>/dev/null | sed 's|node-||; s|/||' | tr '\n' ' '
-	))"
+	die "CLUSTER_NODE_MODE=$CLUSTER_NODE_MODE is unknown: $NODE_MODE_FILE does not exist (modes: $(node_modes))"
 # shellcheck source=cluster/node-kwok/node.sh
 . "$NODE_MODE_FILE"
 COMPONENTS=("${CONTROL_PLANE_COMPONENTS[@]}" "${NODE_COMPONENTS[@]}")

@@ -1,19 +1,38 @@
-# Shared by the cluster scripts (sourced, not run): paths, messages, ports, processes.
-# shellcheck shell=bash
+# The one library of the project's shell scripts (sourced, never run). Every script sources it,
+# directly or through the settings of its directory (images/lib.sh), and sets -euo pipefail
+# itself. What it gives:
+#   paths      REPO_ROOT, CLUSTER_DIR, CACHE_DIR: the cache root,
+#              ${XDG_CACHE_HOME:-~/.cache}/mesh-playground, computed here and nowhere else
+#   messages   info, warn, die (on stderr)
+#   waiting    wait_until: the one poller (a deadline; gives up at once when the process it
+#              waits on dies)
+#   processes  start_process, stop_pid, pid_alive, the process marker
+#   the local cluster: its state dir, ports, kubeconfig and context
+# shellcheck shell=bash disable=SC2034 # the variables are for the scripts that source this file
 
 CLUSTER_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO_DIR=$(dirname "$CLUSTER_DIR")
+REPO_ROOT=$(dirname "$CLUSTER_DIR")
 # shellcheck source=cluster/versions.env
 . "$CLUSTER_DIR/versions.env"
 
-# Build outputs live outside the repo, one directory per component and version.
-CACHE_DIR=${CLUSTER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mesh-playground}
+# ---------------------------------------------------------------- messages
+info() { printf '>> %s\n' "$*" >&2; }
+warn() { printf 'WARNING: %s\n' "$*" >&2; }
+die() {
+	printf 'ERROR: %s\n' "$*" >&2
+	exit 1
+}
+
+# ---------------------------------------------------------------- caches
+# Build outputs, downloads and images live outside the repo, one directory per component and
+# version (Kubernetes, etcd, KWOK, CoreDNS, Istio's CRDs, images/), shared by every checkout.
+CACHE_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/mesh-playground
 K8S_HOME=$CACHE_DIR/k8s/$KUBERNETES_VERSION
 ETCD_HOME=$CACHE_DIR/etcd/$ETCD_VERSION
 KWOK_HOME=$CACHE_DIR/kwok/$KWOK_VERSION
 
 # Runtime state of this checkout's cluster (git-ignored).
-STATE_DIR=$REPO_DIR/.cluster
+STATE_DIR=$REPO_ROOT/.cluster
 PKI_DIR=$STATE_DIR/pki
 CONF_DIR=$STATE_DIR/config
 DATA_DIR=$STATE_DIR/data
@@ -45,13 +64,6 @@ APISERVER_ADVERTISE_ADDRESS=${CLUSTER_APISERVER_ADVERTISE_ADDRESS:-$BIND_ADDRESS
 
 # Every process we start carries this variable; it is how `down` finds strays (never by name).
 PROCESS_MARKER="MESH_PLAYGROUND_CLUSTER_DIR=$STATE_DIR"
-
-info() { printf '>> %s\n' "$*" >&2; }
-warn() { printf 'WARNING: %s\n' "$*" >&2; }
-die() {
-	printf 'ERROR: %s\n' "$*" >&2
-	exit 1
-}
 
 # ---------------------------------------------------------------- Go toolchain (only to build)
 require_go() {
@@ -116,6 +128,14 @@ log_tail() { # component [lines]
 	printf -- '-----\n' >&2
 }
 
+# Running and not a zombie (kill -0 also sees a child that exited and is not reaped yet).
+pid_alive() {
+	[ -n "$1" ] && [ -e "/proc/$1" ] && case $(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) in
+	'' | Z) false ;;
+	*) true ;;
+	esac
+}
+
 # Starts "$@" as component $name in its own session, detached from the caller's terminal.
 start_process() { # name cmd...
 	local name=$1 log
@@ -129,10 +149,7 @@ start_process() { # name cmd...
 	echo "$pid" >"$(pid_file "$name")"
 	# Until the child has exec'd, its /proc environ is still ours, without the marker: wait
 	# for it (or for its end: a zombie or a vanished pid), so it is not taken for dead.
-	while ! is_our_pid "$pid" && [ "$SECONDS" -lt "$deadline" ]; do
-		case $(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) in
-		'' | Z) break ;;
-		esac
+	while ! is_our_pid "$pid" && pid_alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do
 		sleep 0.02
 	done
 }
@@ -151,31 +168,46 @@ lock_state() {
 stop_pid() { # pid grace_seconds
 	local pid=$1 deadline=$((SECONDS + $2))
 	kill -TERM "$pid" 2>/dev/null || return 0
-	while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
-	if kill -0 "$pid" 2>/dev/null; then
+	while pid_alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+	if pid_alive "$pid"; then
+		warn "pid $pid did not stop within $2s; killing it"
 		kill -KILL "$pid" 2>/dev/null || true
-		while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+		while pid_alive "$pid"; do sleep 0.1; done
 	fi
 }
 
-# Polls "$@" until it succeeds; fails after $timeout seconds or as soon as component $name dies.
+# ---------------------------------------------------------------- waiting
+# Whether the process wait_until waits on still runs: here a component of the cluster (its
+# pid file); a script whose processes are kept elsewhere redefines it (supervise.sh: its children).
+process_alive() { [ -n "$(component_pid "$1")" ]; }
+
+# The one poller: runs "$@" (output discarded) every 0.2 s until it succeeds. Fails after
+# timeout_seconds, or as soon as process $name is not alive any more, with the last lines of its
+# log (when it has one in $LOG_DIR). An empty name waits on no process.
 wait_until() { # name timeout_seconds what cmd...
 	local name=$1 timeout=$2 what=$3 deadline
 	shift 3
 	deadline=$((SECONDS + timeout))
 	until "$@" >/dev/null 2>&1; do
-		if [ -z "$(component_pid "$name")" ]; then
-			log_tail "$name" 40
-			die "$name exited while starting (see its log above: $(log_file "$name"))"
+		if [ -n "$name" ] && ! process_alive "$name"; then
+			wait_failed "$name" "$name exited while starting"
 		fi
 		if [ "$SECONDS" -ge "$deadline" ]; then
-			log_tail "$name" 40
-			die "$name: $what not reached within ${timeout}s (log: $(log_file "$name"))"
+			wait_failed "$name" "${name:+$name: }$what not reached within ${timeout}s"
 		fi
 		sleep 0.2
 	done
 }
 
+wait_failed() { # name message
+	if [ -n "$1" ] && [ -e "$(log_file "$1")" ]; then
+		log_tail "$1" 40
+		die "$2 (see its log above: $(log_file "$1"))"
+	fi
+	die "$2"
+}
+
+# ---------------------------------------------------------------- the cluster's API
 kubectl_admin() {
 	"$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" --context "$CONTEXT_NAME" "$@"
 }

@@ -2,7 +2,8 @@
 # Builds the local base image (Debian bookworm minbase + Python 3 from Debian's packages), a
 # stand-in for python:3.11-slim: `python`, `pip` usable without a venv, CA certificates.
 # Cached: rebuilt only when this script changes. Prints the image reference.
-source "$(dirname "$0")/lib.sh"
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require_root
 
 PACKAGES=python3,python3-pip,python-is-python3,ca-certificates
@@ -15,7 +16,7 @@ fi
 
 rootfs=$IMAGE_CACHE/base-rootfs.$$
 trap 'rm -rf "$rootfs"' EXIT
-log "debootstrap $DEBIAN_SUITE (minbase + $PACKAGES) from $DEBIAN_MIRROR, a few minutes"
+info "debootstrap $DEBIAN_SUITE (minbase + $PACKAGES) from $DEBIAN_MIRROR, a few minutes"
 debootstrap --variant=minbase --include="$PACKAGES" "$DEBIAN_SUITE" "$rootfs" "$DEBIAN_MIRROR" |
 	grep -E '^I: (Retrieving|Extracting|Installing core|Configuring|Base system)' | grep -vE 'Retrieving (Release|InRelease)' |
 	awk 'NR % 20 == 1 || /Base system/' >&2
@@ -25,7 +26,7 @@ rm -f "$rootfs"/usr/lib/python3*/EXTERNALLY-MANAGED
 rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/* "$rootfs"/usr/share/doc/* \
 	"$rootfs"/usr/share/man/* "$rootfs"/usr/share/locale/* "$rootfs"/var/log/* "$rootfs"/tmp/*
 
-log "committing $ref"
+info "committing $ref"
 ctr=$(bah from scratch)
 mnt=$(bah mount "$ctr")
 tar -C "$rootfs" -c . | tar -C "$mnt" -x

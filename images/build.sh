@@ -7,7 +7,8 @@
 #          run builds Istio, ~15 min cold), one hub and tag for the charts (roles/istio_mesh)
 # then imports them into the real node's containerd when it runs, and writes the tags for
 # Ansible to .cluster/images.yml (make deploy passes it with -e @.cluster/images.yml).
-source "$(dirname "$0")/lib.sh"
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require_root
 APPS=(webserver proxy)
 SOCKET=/run/mesh-playground/containerd/containerd.sock
@@ -15,14 +16,14 @@ VARS_FILE=$REPO_ROOT/.cluster/images.yml
 
 start=$SECONDS
 base=$("$REPO_ROOT/images/base.sh")
-log "base image: $base"
+info "base image: $base"
 pause=$("$REPO_ROOT/images/pause.sh")
-log "sandbox image: $pause"
+info "sandbox image: $pause"
 mapfile -t app_refs < <("$REPO_ROOT/images/apps.sh" "${APPS[@]}")
-log "app images: ${app_refs[*]} (all built or found in $((SECONDS - start))s)"
+info "app images: ${app_refs[*]} (all built or found in $((SECONDS - start))s)"
 read -r istio_hub istio_tag < <("$REPO_ROOT/images/istio.sh")
 istio_refs=("$istio_hub/pilot:$istio_tag" "$istio_hub/proxyv2:$istio_tag" "$istio_hub/install-cni:$istio_tag")
-log "Istio images: $istio_hub/{pilot,proxyv2,install-cni}:$istio_tag"
+info "Istio images: $istio_hub/{pilot,proxyv2,install-cni}:$istio_tag"
 
 # Older builds of the same images: dropped from the store and the archive cache.
 current=" $base $pause ${app_refs[*]} ${istio_refs[*]} "
@@ -47,7 +48,7 @@ mv "$VARS_FILE.tmp" "$VARS_FILE"
 
 if [[ -S $SOCKET ]] && ctr --address "$SOCKET" version >/dev/null 2>&1; then
 	"$REPO_ROOT/images/import.sh" "$SOCKET" "$pause" "${app_refs[@]}" "${istio_refs[@]}"
-	log "images present in the real node's containerd"
+	info "images present in the real node's containerd"
 else
-	log "the real node is not running: images are imported when it is (make cluster-up CLUSTER_NODE_MODE=real, then make images)"
+	info "the real node is not running: images are imported when it is (make cluster-up CLUSTER_NODE_MODE=real, then make images)"
 fi

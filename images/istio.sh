@@ -8,7 +8,8 @@
 # All run as user istio-proxy (1337) like Istio's. One hub and one tag for the three, so the
 # charts' global.hub / global.tag select them: the tag is a hash of this script, the base, the
 # versions and the binaries. Prints "HUB TAG".
-source "$(dirname "$0")/lib.sh"
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require_root
 
 HUB=$IMAGE_PREFIX/istio
@@ -27,7 +28,7 @@ build_one() { # image entrypoint src:dest...
 	local image=$1 entrypoint=$2 ref=$HUB/$1:$tag ctr pair mode
 	shift 2
 	if image_exists "$ref"; then return; fi
-	log "building $ref"
+	info "building $ref"
 	ctr=$(bah from --pull-never "$base")
 	# Istio's base image has the user istio-proxy (uid/gid 1337); the sidecar runs as it.
 	bah run --network none "$ctr" -- sh -c 'groupadd --gid 1337 istio-proxy && useradd --uid 1337 --gid 1337 --create-home --shell /bin/sh istio-proxy && mkdir -p /var/lib/istio/envoy /var/lib/istio/data /etc/istio/proxy && chown -R 1337:1337 /var/lib/istio /etc/istio'

@@ -1,11 +1,10 @@
-# Shared settings of the image scripts (sourced, not run).
+# Settings and helpers of the image scripts (sourced, not run), on top of cluster/lib.sh, the
+# one library (paths, the cache root, messages).
 # shellcheck shell=bash disable=SC2034
 # Images are built rootful with buildah into a private store under the cache, exported as
 # docker-archive tarballs and imported into the node's containerd. Nothing is pulled.
-set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/../cluster/lib.sh"
 
-REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-CACHE_DIR=${MESH_PLAYGROUND_CACHE:-$HOME/.cache/mesh-playground}
 IMAGE_CACHE=$CACHE_DIR/images
 IMAGE_PREFIX=localhost/mesh-playground
 DEBIAN_SUITE=bookworm
@@ -14,12 +13,6 @@ DEBIAN_MIRROR=${DEBIAN_MIRROR:-$(sed -n 's/^URIs: *\(http[^ ]*\/debian\)$/\1/p' 
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 mkdir -p "$IMAGE_CACHE"
-
-log() { printf '>> %s\n' "$*" >&2; }
-die() {
-	printf 'error: %s\n' "$*" >&2
-	exit 1
-}
 
 # buildah with its store kept under the cache (survives cluster-down, never in the repo).
 bah() {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the pod sandbox ("pause") image: our own static C binary in a FROM-scratch image.
 # Cached: rebuilt only when the source or this script changes. Prints the image reference.
-source "$(dirname "$0")/lib.sh"
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require_root
 
 tag=$(content_hash images/pause images/pause.sh)

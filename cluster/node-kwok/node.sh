@@ -11,7 +11,7 @@
 #   node_register     after they run: create/refresh the Node objects
 #   node_names        the Nodes that must become Ready
 #   node_unregister   (optional) remove the mode's Nodes when another mode takes over
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034 # CMD and the *_COMPONENTS lists are read by cluster.sh
 
 NODE_COMPONENTS=(kwok-controller)
 KWOK_PORT=${CLUSTER_KWOK_PORT:-10247}
