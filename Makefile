@@ -37,12 +37,20 @@ serve: venv ## Serve webserver (:3031) and proxy (:3030 -> webserver) locally on
 	@bash apps/serve-local.sh
 
 # ---------------------------------------------------------------- quality gates
-.PHONY: lint
-lint: venv ## ruff, yamllint, ansible-lint
+.PHONY: lint lint-shell
+lint: venv lint-shell ## ruff, yamllint, ansible-lint, and lint-shell
 	ruff check .
 	ruff format --check .
 	yamllint --strict .
 	ansible-lint --offline
+
+# Every *.sh of the repository (tracked or new, not ignored): shellcheck (settings in
+# .shellcheckrc) and shfmt's format (settings in .editorconfig).
+# Both come from Debian (installed on first use as root, else the command to run is printed).
+lint-shell: ## shellcheck and shfmt on every shell script
+	@cluster/node-real/install-packages.sh shellcheck shfmt
+	shellcheck $$(git ls-files --cached --others --exclude-standard '*.sh')
+	shfmt --diff $$(git ls-files --cached --others --exclude-standard '*.sh')
 
 .PHONY: test-apps test-unit
 test-apps: venv ## Tests of the apps over real sockets (no cluster needed)
