@@ -84,7 +84,7 @@ cmd_kube_controller_manager() {
 		--authentication-kubeconfig="$kubeconfig"
 		--authorization-kubeconfig="$kubeconfig"
 		--leader-elect=false
-		--cluster-name=mesh-playground
+		--cluster-name="$CONTEXT_NAME"
 		# Each controller acts as its own ServiceAccount (least privilege via RBAC).
 		--use-service-account-credentials=true
 		--service-account-private-key-file="$PKI_DIR/sa.key"
