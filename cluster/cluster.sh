@@ -130,9 +130,6 @@ cmd_up() {
 		kubectl_admin get serviceaccount default --namespace default
 	# The API validates mesh policies (roles/mesh_policies) against Istio's own schemas.
 	ISTIO_CRDS_KUBECONFIG=$KUBECONFIG_FILE KUBECTL=$KUBECTL "$CLUSTER_DIR/istio-crds.sh"
-	# The cluster's identity (the UID of namespace kube-system: it is made once, with the etcd
-	# data), for whoever must make sure that a kubeconfig reaches this cluster and no other.
-	kubectl_admin get namespace kube-system -o 'jsonpath={.metadata.uid}' >"$STATE_DIR/cluster-uid"
 	info "cluster up in $((SECONDS - started))s: $CLUSTER_NODE_MODE mode, nodes $(node_names | tr '\n' ' ')"
 	cat <<EOF
 kubeconfig: $KUBECONFIG_FILE (context $CONTEXT_NAME)
