@@ -37,12 +37,20 @@ serve: venv ## Serve webserver (:3031) and proxy (:3030 -> webserver) locally on
 	@bash apps/serve-local.sh
 
 # ---------------------------------------------------------------- quality gates
-.PHONY: lint
-lint: venv ## ruff, yamllint, ansible-lint
+.PHONY: lint lint-shell
+lint: venv lint-shell ## ruff, yamllint, ansible-lint, and lint-shell
 	ruff check .
 	ruff format --check .
 	yamllint --strict .
 	ansible-lint --offline
+
+# Every *.sh of the repository (tracked or new, not ignored): shellcheck (settings in
+# .shellcheckrc) and shfmt's format (settings in .editorconfig).
+# Both come from Debian (installed on first use as root, else the command to run is printed).
+lint-shell: ## shellcheck and shfmt on every shell script
+	@cluster/node-real/install-packages.sh shellcheck shfmt
+	shellcheck $$(git ls-files --cached --others --exclude-standard '*.sh')
+	shfmt --diff $$(git ls-files --cached --others --exclude-standard '*.sh')
 
 .PHONY: test-apps test-unit
 test-apps: venv ## Tests of the apps over real sockets (no cluster needed)
@@ -60,6 +68,7 @@ test: venv ## Everything: lint, app tests, cluster, Ansible/Molecule (starts and
 
 # ---------------------------------------------------------------- local cluster (cluster/, README "Local cluster")
 # The kubectl matching the cluster; its admin kubeconfig is .cluster/kubeconfig (context mesh-playground).
+# The cluster targets act on the default cluster, or on the one named by CLUSTER_NAME (see below).
 KUBECTL := $(CURDIR)/.cluster/bin/kubectl
 
 .PHONY: cluster-build cluster-up cluster-down cluster-status cluster-clean test-cluster
@@ -80,6 +89,23 @@ cluster-clean: ## Stop the local cluster and delete .cluster/ (PKI, etcd data, l
 
 test-cluster: venv cluster-up ## Tests of the local cluster against its real API (starts it if needed)
 	pytest -m cluster tests/cluster
+
+# More clusters beside the first, from the same checkout: CLUSTER_NAME=<name> with any target above
+# (e.g. make cluster-up CLUSTER_NAME=second), state in .cluster-<name>/, context
+# mesh-playground-<name>, every port + 10000 (CLUSTER_PORT_OFFSET), KWOK nodes only.
+# inventory/second deploys to the one named second.
+.PHONY: cluster-up-second cluster-down-second cluster-status-second cluster-clean-second
+cluster-up-second: ## Start the second local cluster (.cluster-second/, API on 127.0.0.1:16443, KWOK nodes)
+	CLUSTER_NAME=second cluster/cluster.sh up
+
+cluster-down-second: ## Stop the second local cluster (the first keeps running)
+	CLUSTER_NAME=second cluster/cluster.sh down
+
+cluster-status-second: ## What of the second local cluster runs
+	CLUSTER_NAME=second cluster/cluster.sh status
+
+cluster-clean-second: ## Stop the second local cluster and delete .cluster-second/
+	CLUSTER_NAME=second cluster/cluster.sh clean
 
 # ---------------------------------------------------------------- Ansible deploy (roles/, playbooks/, README "Deploying with Ansible")
 .PHONY: deploy undeploy test-molecule

@@ -21,9 +21,11 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "apps"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import seed_node
-from apps_live import Gunicorn, free_port, raw_request, wait_for
+from apps_live import DEADLINE, POLL, Gunicorn, free_port, raw_request
+from polling import wait_for
 
 DURATION = int(os.environ.get("BENCH_DURATION", "5"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -93,7 +95,7 @@ def start_node(name, log_dir, **env):
         except OSError:
             return None
 
-    wait_for(up, f"the seed's node {name}")
+    wait_for(up, DEADLINE, f"the seed's node {name}", POLL)
     return process, port
 
 

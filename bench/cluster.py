@@ -23,7 +23,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "cluster"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from caches import cache_root
 from cluster_live import CLUSTER_SH, REPO, marked_processes, versions
 
 RUNS = int(os.environ.get("BENCH_CLUSTER_RUNS", "3"))
@@ -31,13 +33,6 @@ WARM_START_GOAL = 60.0
 COLD_STAMP = "cold-build-info.env"  # build.sh keeps a cold build's record under this name
 BUILDS = {"kubernetes": ("k8s", "KUBERNETES_VERSION"), "etcd": ("etcd", "ETCD_VERSION")}
 BUILDS["kwok"] = ("kwok", "KWOK_VERSION")
-
-
-def cache_dir() -> Path:
-    """Where cluster/build.sh puts its builds (same rule as cluster/lib.sh)."""
-    if "CLUSTER_CACHE_DIR" in os.environ:
-        return Path(os.environ["CLUSTER_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mesh-playground"
 
 
 def build_info(cache: Path, component: str, stamp_name: str = "build-info.env") -> dict[str, str]:
@@ -77,13 +72,14 @@ def print_build_row(component: str, info: dict[str, str]) -> None:
 
 def cold_build() -> None:
     with tempfile.TemporaryDirectory(prefix="mesh-playground-cold-") as temp:
-        env = os.environ | {"CLUSTER_CACHE_DIR": temp, "GOCACHE": f"{temp}/go-build"}
+        # Builds into <temp>/mesh-playground, the cache root under XDG_CACHE_HOME=<temp>.
+        env = os.environ | {"XDG_CACHE_HOME": temp, "GOCACHE": f"{temp}/go-build"}
         subprocess.run([str(REPO / "cluster" / "build.sh")], env=env, check=True)
-        print_builds("Cold build, measured now (empty Go build cache):", Path(temp))
+        print_builds("Cold build, measured now (empty Go build cache):", cache_root(env))
         for directory, version_key in BUILDS.values():  # keep the record to quote
-            built = Path(temp) / directory / versions()[version_key] / COLD_STAMP
+            built = cache_root(env) / directory / versions()[version_key] / COLD_STAMP
             if built.exists():
-                kept = cache_dir() / directory / versions()[version_key]
+                kept = cache_root() / directory / versions()[version_key]
                 kept.mkdir(parents=True, exist_ok=True)
                 shutil.copy(built, kept / COLD_STAMP)
         # The Go cache is full of read-only files; make them removable.
@@ -102,7 +98,7 @@ def main() -> None:
     was_running = status.returncode == 0
     if os.environ.get("BENCH_CLUSTER_COLD_BUILD") == "1":
         cold_build()
-    print_builds("Local cluster builds, as recorded by cluster/build.sh:", cache_dir())
+    print_builds("Local cluster builds, as recorded by cluster/build.sh:", cache_root())
 
     timed("up")  # builds and PKI in place, so every measured start below is warm
     starts, stops = [], []

@@ -22,11 +22,15 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from caches import cache_root
+
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER_SH = REPO / "cluster" / "cluster.sh"
 KUBECTL = REPO / ".cluster" / "bin" / "kubectl"
 KUBECONFIG = REPO / ".cluster" / "kubeconfig"
-BUILDAH_ROOT = Path.home() / ".cache" / "mesh-playground" / "images" / "buildah-storage"
+BUILDAH_ROOT = cache_root() / "images" / "buildah-storage"
 SECONDS = int(os.environ.get("BENCH_REALNODE_SECONDS", "10"))
 ENV = dict(
     os.environ,

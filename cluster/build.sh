@@ -96,9 +96,9 @@ build_kubernetes() {
 	GOFLAGS=-mod=mod go mod download k8s.io/kubernetes
 	modfile=$(go env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/$KUBERNETES_VERSION.mod
 	minor=${KUBERNETES_VERSION#v1.}
-	for module in $(awk '/=> .\/staging/ {print $1}' "$modfile"); do
+	while read -r module; do
 		go mod edit -replace="$module=$module@v0.$minor"
-	done
+	done < <(awk '/=> .\/staging/ {print $1}' "$modfile")
 	for cmd in "${K8S_COMMANDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$cmd"); done
 	{
 		printf '//go:build tools\n\n// Package tools pins the commands we build.\npackage tools\n\nimport (\n'
@@ -161,21 +161,22 @@ build_kwok() {
 	mkdir -p "$home"
 	GOFLAGS=-mod=mod go mod download "sigs.k8s.io/kwok@$KWOK_VERSION"
 	src=$(go env GOMODCACHE)/sigs.k8s.io/kwok@$KWOK_VERSION
-	cd "$src" # the module's own go.mod, so its pinned dependencies and no replace surprises
+	# The module's own go.mod, so its pinned dependencies and no replace surprises.
+	cd "$src"
 	go_build "$home" "KWOK" ./cmd/kwok # its version string is already in the source
 	# KWOK 0.8 has no built-in behaviour: Stage objects say how fake nodes and pods move on.
 	# Take upstream's "fast" set (node-initialize, node-heartbeat-with-lease, pod-ready,
 	# pod-complete, pod-delete) from the module, following its kustomization files.
 	kustomization=$src/kustomize/stage/fast/kustomization.yaml
 	: >"$home/stages.yaml.new"
-	for dir in $(sed -n 's/^- //p' "$kustomization"); do
-		for resource in $(sed -n 's/^- //p' "$src/kustomize/stage/fast/$dir/kustomization.yaml"); do
+	while read -r dir; do
+		while read -r resource; do
 			{
 				echo "---"
 				cat "$src/kustomize/stage/fast/$dir/$resource"
 			} >>"$home/stages.yaml.new"
-		done
-	done
+		done < <(sed -n 's/^- //p' "$src/kustomize/stage/fast/$dir/kustomization.yaml")
+	done < <(sed -n 's/^- //p' "$kustomization")
 	grep -q '^kind: Stage' "$home/stages.yaml.new" || die "no KWOK Stage objects found under $src/kustomize/stage/fast"
 	mv "$home/stages.yaml.new" "$home/stages.yaml"
 	write_build_info "$home" "$KWOK_VERSION" $((SECONDS - started))

@@ -1,22 +1,44 @@
 #!/usr/bin/env bash
 # The local Kubernetes cluster of this checkout (state in .cluster/, binaries in ~/.cache).
 #
-#   cluster/cluster.sh up       build if needed, start everything, wait until nodes are Ready
-#   cluster/cluster.sh down     stop every process it started (none is left behind)
-#   cluster/cluster.sh status   what runs; for a dead component, where its log is (exit 3 if not all up)
-#   cluster/cluster.sh clean    down, then delete .cluster/ (PKI, etcd data, logs)
+#   cluster/cluster.sh [--name NAME] up       build if needed, start everything, wait until nodes are Ready
+#   cluster/cluster.sh [--name NAME] down     stop every process it started (none is left behind)
+#   cluster/cluster.sh [--name NAME] status   what runs; for a dead component, where its log is (exit 3 if not all up)
+#   cluster/cluster.sh [--name NAME] clean    down, then delete its state dir (PKI, etcd data, logs)
 #
 # CLUSTER_NODE_MODE=kwok|real picks the nodes (cluster/node-<mode>/node.sh); default kwok.
+# --name NAME (or CLUSTER_NAME=NAME) is another cluster beside the default one: state in
+# .cluster-NAME/, context mesh-playground-NAME, ports + CLUSTER_PORT_OFFSET (10000 by default),
+# KWOK nodes only; each command acts on that instance alone (see cluster/lib.sh).
 set -euo pipefail
+case ${1:-} in
+--name=*)
+	CLUSTER_NAME=${1#--name=}
+	shift
+	;;
+--name)
+	[ $# -ge 2 ] || set -- --name "" help
+	CLUSTER_NAME=$2
+	shift 2
+	;;
+esac
+export CLUSTER_NAME # istio-crds.sh and the node modes act on the same instance
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 . "$CLUSTER_DIR/pki.sh"
 . "$CLUSTER_DIR/components.sh"
 
+# The node modes there are: cluster/node-<mode>/.
+node_modes() {
+	local dir
+	for dir in "$CLUSTER_DIR"/node-*/; do
+		dir=${dir%/}
+		printf '%s ' "${dir##*/node-}"
+	done
+}
+
 NODE_MODE_FILE=$CLUSTER_DIR/node-$CLUSTER_NODE_MODE/node.sh
 [ -f "$NODE_MODE_FILE" ] ||
-	die "CLUSTER_NODE_MODE=$CLUSTER_NODE_MODE is unknown: $NODE_MODE_FILE does not exist (modes: $(
-		cd "$CLUSTER_DIR" && ls -d node-*/ 2>/dev/null | sed 's|node-||; s|/||' | tr '\n' ' '
-	))"
+	die "CLUSTER_NODE_MODE=$CLUSTER_NODE_MODE is unknown: $NODE_MODE_FILE does not exist (modes: $(node_modes))"
 # shellcheck source=cluster/node-kwok/node.sh
 . "$NODE_MODE_FILE"
 COMPONENTS=("${CONTROL_PLANE_COMPONENTS[@]}" "${NODE_COMPONENTS[@]}")
@@ -82,6 +104,9 @@ unregister_other_modes() {
 
 cmd_up() {
 	local started=$SECONDS name
+	if [ -n "$RUNNING_PORT_OFFSET" ] && [ "$RUNNING_PORT_OFFSET" != "$PORT_OFFSET" ]; then
+		die "cluster '$CLUSTER_NAME' runs with port offset $RUNNING_PORT_OFFSET, not CLUSTER_PORT_OFFSET=$PORT_OFFSET: take it down first"
+	fi
 	if [ -n "$RUNNING_NODE_MODE" ] && [ "$RUNNING_NODE_MODE" != "$CLUSTER_NODE_MODE" ]; then
 		switch_node_mode
 	fi
@@ -93,6 +118,7 @@ cmd_up() {
 	node_prepare
 	for name in "${COMPONENTS[@]}"; do start_component "$name"; done
 	echo "$CLUSTER_NODE_MODE" >"$RUN_DIR/node-mode"
+	echo "$PORT_OFFSET" >"$RUN_DIR/port-offset"
 
 	unregister_other_modes
 	node_register
@@ -155,8 +181,8 @@ cmd_down() {
 	done
 	left=$(marked_pids)
 	[ -z "$left" ] || die "processes still running after cluster-down: $left"
-	rm -f "$RUN_DIR/node-mode"
-	info "cluster stopped in $((SECONDS - started))s (state kept in $STATE_DIR; 'make cluster-clean' deletes it)"
+	rm -f "$RUN_DIR/node-mode" "$RUN_DIR/port-offset"
+	info "cluster stopped in $((SECONDS - started))s (state kept in $STATE_DIR; 'make cluster-clean$MAKE_ARGS' deletes it)"
 }
 
 cmd_status() {
@@ -198,7 +224,7 @@ up | down | clean)
 	;;
 status) cmd_status ;;
 *)
-	echo "usage: $0 up|down|status|clean" >&2
+	echo "usage: $0 [--name NAME] up|down|status|clean" >&2
 	exit 2
 	;;
 esac

@@ -5,7 +5,7 @@
 #   ports_<name>   prints the TCP ports it listens on (checked before start)
 #   ready_<name>   succeeds once it serves (polled with a deadline)
 # Node modes (cluster/node-<mode>/node.sh) define their components the same way.
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034 # CMD and the *_COMPONENTS lists are read by cluster.sh
 
 CONTROL_PLANE_COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler)
 
@@ -40,6 +40,7 @@ ready_etcd() {
 
 # ---------------------------------------------------------------- kube-apiserver
 cmd_kube_apiserver() {
+	# shellcheck disable=SC2054 # the commas are inside flag values
 	CMD=("$K8S_HOME/bin/kube-apiserver"
 		--bind-address="$BIND_ADDRESS"
 		--secure-port="$APISERVER_PORT"
@@ -83,7 +84,7 @@ cmd_kube_controller_manager() {
 		--authentication-kubeconfig="$kubeconfig"
 		--authorization-kubeconfig="$kubeconfig"
 		--leader-elect=false
-		--cluster-name=mesh-playground
+		--cluster-name="$CONTEXT_NAME"
 		# Each controller acts as its own ServiceAccount (least privilege via RBAC).
 		--use-service-account-credentials=true
 		--service-account-private-key-file="$PKI_DIR/sa.key"

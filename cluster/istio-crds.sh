@@ -14,8 +14,9 @@
 # (seconds for the charts, ~3 min once for Helm); never committed. Prints "(changed)" or
 # "(unchanged)" (molecule's prepare step reads it). CRDs applied by an older version of this
 # script (without Helm) are adopted (--take-ownership).
-# Cluster: ISTIO_CRDS_KUBECONFIG (default: this checkout's .cluster/kubeconfig; deliberately not
-# $KUBECONFIG, so a bare run never reaches another cluster).
+# Cluster: ISTIO_CRDS_KUBECONFIG (default: the kubeconfig of this checkout's cluster, .cluster/ or
+# .cluster-$CLUSTER_NAME/; deliberately not $KUBECONFIG, so a bare run never reaches another
+# cluster).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 

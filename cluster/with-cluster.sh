@@ -4,17 +4,19 @@
 # Exits with the command's exit code (1 if the command passed but stopping the cluster failed).
 #
 #   cluster/with-cluster.sh make test-cluster test-molecule
-set -uo pipefail
-CLUSTER=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/cluster.sh
+set -euo pipefail
+# shellcheck source=cluster/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [ $# -gt 0 ] || {
 	echo "usage: $0 COMMAND [ARGS...]" >&2
 	exit 2
 }
 
 rc=1
+# shellcheck disable=SC2317 # run by the traps below
 finish() {
 	trap - EXIT INT TERM
-	if ! "$CLUSTER" down; then
+	if ! "$CLUSTER_DIR/cluster.sh" down; then
 		echo "ERROR: stopping the cluster failed (see above)" >&2
 		[ "$rc" -ne 0 ] || rc=1
 	fi
@@ -23,12 +25,11 @@ finish() {
 trap finish EXIT
 trap 'rc=130; finish' INT TERM
 
-"$CLUSTER" up || {
+"$CLUSTER_DIR/cluster.sh" up || {
 	rc=$?
 	exit "$rc"
 }
-KUBECONFIG=$(dirname "$(dirname "$CLUSTER")")/.cluster/kubeconfig
-export KUBECONFIG
-"$@"
-rc=$?
+export KUBECONFIG=$KUBECONFIG_FILE
+rc=0
+"$@" || rc=$?
 exit "$rc"

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Builds the pod sandbox ("pause") image: our own static C binary in a FROM-scratch image.
 # Cached: rebuilt only when the source or this script changes. Prints the image reference.
-source "$(dirname "$0")/lib.sh"
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require_root
 
 tag=$(content_hash images/pause images/pause.sh)
 ref=$IMAGE_PREFIX/pause:$tag
 if image_exists "$ref"; then
-  echo "$ref"; exit 0
+	echo "$ref"
+	exit 0
 fi
 command -v gcc >/dev/null || die "gcc is needed to build the pause binary: apt-get install gcc libc6-dev"
 work=$(mktemp -d)

@@ -11,10 +11,10 @@
 #   node_register     after they run: create/refresh the Node objects
 #   node_names        the Nodes that must become Ready
 #   node_unregister   (optional) remove the mode's Nodes when another mode takes over
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034 # CMD and the *_COMPONENTS lists are read by cluster.sh
 
 NODE_COMPONENTS=(kwok-controller)
-KWOK_PORT=${CLUSTER_KWOK_PORT:-10247}
+KWOK_PORT=${CLUSTER_KWOK_PORT:-$((10247 + PORT_OFFSET))}
 KWOK_NODE_COUNT=${CLUSTER_KWOK_NODES:-1}
 
 node_build() { "$CLUSTER_DIR/build.sh" kwok; }

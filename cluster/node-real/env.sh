@@ -3,9 +3,9 @@
 # shellcheck shell=bash disable=SC2034
 
 NODE_NAME=${CLUSTER_REAL_NODE_NAME:-mesh-playground-node}
-NODE_DIR=$STATE_DIR/node-real                 # generated configs (git-ignored .cluster/)
-NODE_RUN=/run/mesh-playground                 # sockets, runtime state (tmpfs)
-NODE_LIB=/var/lib/mesh-playground             # containerd images/snapshots, kubelet root: kept across up/down
+NODE_DIR=$STATE_DIR/node-real     # generated configs (git-ignored .cluster/)
+NODE_RUN=/run/mesh-playground     # sockets, runtime state (tmpfs)
+NODE_LIB=/var/lib/mesh-playground # containerd images/snapshots, kubelet root: kept across up/down
 CONTAINERD_SOCKET=$NODE_RUN/containerd/containerd.sock
 CONTAINERD_ROOT=$NODE_LIB/containerd
 KUBELET_ROOT=$NODE_LIB/kubelet

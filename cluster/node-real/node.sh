@@ -8,7 +8,7 @@
 # the app images are built locally (images/) and imported into this node's containerd.
 #
 # Implements the node-mode interface of cluster/cluster.sh (see cluster/node-kwok/node.sh).
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034 # CMD and the *_COMPONENTS lists are read by cluster.sh
 # shellcheck source=cluster/node-real/env.sh
 . "$CLUSTER_DIR/node-real/env.sh"
 
@@ -39,7 +39,7 @@ node_build() {
 	[ "$(id -u)" = 0 ] || die "CLUSTER_NODE_MODE=real needs root (containerd, network namespaces, iptables); or use CLUSTER_NODE_MODE=kwok"
 	"$CLUSTER_DIR/node-real/install-packages.sh" "${NODE_DEBIAN_PACKAGES[@]}"
 	node_build_coredns
-	"$REPO_DIR/images/pause.sh" >/dev/null
+	"$REPO_ROOT/images/pause.sh" >/dev/null
 }
 
 node_prepare() {

@@ -6,11 +6,12 @@
 #   url.sh --answer   also wait (up to 60 s) for one real answer through it and print it
 set -euo pipefail
 # shellcheck source=cluster/lib.sh
-. "$(dirname "$0")/../lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 NAMESPACE=${PLAYGROUND_NAMESPACE:-mesh-playground}
 
-[ -x "$KUBECTL" ] && kubectl_admin get --raw /readyz >/dev/null 2>&1 ||
+if ! { [ -x "$KUBECTL" ] && kubectl_admin get --raw /readyz >/dev/null 2>&1; }; then
 	die "the local cluster is not running: make cluster-up CLUSTER_NODE_MODE=real (then make deploy)"
+fi
 mode=$(cat "$RUN_DIR/node-mode" 2>/dev/null || echo unknown)
 [ "$mode" = real ] ||
 	die "the cluster runs in '$mode' node mode, where pods are simulated and nothing answers: CLUSTER_NODE_MODE=real make cluster-up joins the real node, then make deploy"
@@ -19,11 +20,13 @@ port=$(kubectl_admin --namespace "$NAMESPACE" get service proxy -o 'jsonpath={.s
 url=http://127.0.0.1:$port/
 echo "$url"
 
+# One answer of the proxy's, in $answer.
+proxy_answers() {
+	answer=$(curl --silent --fail --max-time 5 "$url") && [[ $answer == "Proxying value: "* ]]
+}
+
 if [ "${1:-}" = --answer ]; then
-	deadline=$((SECONDS + 60))
-	until answer=$(curl --silent --fail --max-time 5 "$url") && [[ $answer == "Proxying value: "* ]]; do
-		[ "$SECONDS" -lt "$deadline" ] || die "no answer from the proxy at $url within 60s (last: ${answer:-none}); see make cluster-status"
-		sleep 0.5
-	done
+	answer=
+	wait_until "" 60 "an answer from the proxy at $url (make cluster-status shows what runs)" proxy_answers
 	echo "$answer"
 fi

@@ -10,32 +10,22 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from polling import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 APPS = REPO / "apps"
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 DEADLINE = 20.0  # seconds any start/stop may take on a loaded 2-core machine
+POLL = 0.02  # the apps start in well under a second: poll them often
 
 
 def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def wait_for(predicate, what, timeout=DEADLINE, interval=0.02):
-    """Poll `predicate` until it returns a true value; fail with `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)  # polling interval, not synchronisation
 
 
 @dataclass
@@ -116,7 +106,9 @@ class Gunicorn:
                 start_new_session=True,
             )
         if wait:
-            wait_for(self._ready, f"{self.app} to answer /readyz on port {self.port}")
+            wait_for(
+                self._ready, DEADLINE, f"{self.app} to answer /readyz on port {self.port}", POLL
+            )
         return self
 
     def _ready(self):

@@ -10,11 +10,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from caches import cache_root
+
 REPO = Path(__file__).resolve().parents[2]
 SEED_TEXT = Path(
     os.environ.get("SEED_TEXT", REPO.parent / "shared" / "seed" / "exploring-istio-by-example.md")
 )
-DIRECTORY = Path.home() / ".cache" / "mesh-playground" / "seed-node"
+DIRECTORY = cache_root() / "seed-node"
 REQUEST_PACKAGE = "request@2.88.2"  # the last release of the package the seed's proxy uses
 # (seed text, replacement): each must occur exactly once in both apps.
 PATCHES = (

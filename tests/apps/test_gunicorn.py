@@ -4,7 +4,8 @@ import subprocess
 import threading
 
 import pytest
-from apps_live import APPS, DEADLINE, GUNICORN, raw_request, wait_for
+from apps_live import APPS, DEADLINE, GUNICORN, POLL, raw_request
+from polling import wait_for
 
 
 @pytest.mark.parametrize("app", ["proxy", "webserver"])
@@ -44,7 +45,7 @@ def test_access_log_is_one_json_object_per_line(serve):
         # access_log() json-parses every line starting with "{": a broken line fails here
         return [r for r in web.access_log() if r["x_request_id"] == tricky]
 
-    (entry,) = wait_for(record, "the access log line of the request")
+    (entry,) = wait_for(record, DEADLINE, "the access log line of the request", POLL)
     assert entry["method"] == "GET"
     assert entry["target"] == "/delay/0.2?x=1"
     assert entry["status"] == 200
@@ -60,7 +61,9 @@ def test_sigterm_lets_an_in_flight_request_finish(serve, upstream):
     result = {}
     client = threading.Thread(target=lambda: result.update(r=raw_request(proxy.port, "/hold")))
     client.start()
-    wait_for(upstream.arrived.is_set, "the request to be in flight (at the upstream)")
+    wait_for(
+        upstream.arrived.is_set, DEADLINE, "the request to be in flight (at the upstream)", POLL
+    )
     proxy.terminate()
 
     def stopped_accepting():
@@ -72,7 +75,7 @@ def test_sigterm_lets_an_in_flight_request_finish(serve, upstream):
         except OSError:
             return True
 
-    wait_for(stopped_accepting, "the worker to stop accepting after SIGTERM")
+    wait_for(stopped_accepting, DEADLINE, "the worker to stop accepting after SIGTERM", POLL)
     assert proxy.process.poll() is None  # still running: the request is in flight
     upstream.release.set()
     client.join(DEADLINE)

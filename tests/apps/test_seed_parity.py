@@ -10,7 +10,8 @@ import subprocess
 
 import pytest
 import seed_node
-from apps_live import free_port, raw_request, wait_for
+from apps_live import DEADLINE, POLL, free_port, raw_request
+from polling import wait_for
 
 pytestmark = pytest.mark.skipif(bool(seed_node.missing()), reason=str(seed_node.missing()))
 
@@ -44,7 +45,7 @@ def node(tmp_path):
             except OSError:
                 return None
 
-        wait_for(up, f"the seed's node {name} on port {port}")
+        wait_for(up, DEADLINE, f"the seed's node {name} on port {port}", POLL)
         return port
 
     yield start

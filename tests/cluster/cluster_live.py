@@ -2,18 +2,75 @@
 
 import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from kubernetes import client, config
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER_SH = REPO / "cluster" / "cluster.sh"
-STATE_DIR = REPO / ".cluster"
-KUBECONFIG = STATE_DIR / "kubeconfig"
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One local cluster of this checkout, as cluster/lib.sh lays it out: the default one, or a
+    named one beside it (.cluster-<name>/, context mesh-playground-<name>, ports + 10000)."""
+
+    name: str = "default"
+
+    @property
+    def default(self) -> bool:
+        return self.name == "default"
+
+    @property
+    def state_dir(self) -> Path:
+        return REPO / (".cluster" if self.default else f".cluster-{self.name}")
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def context(self) -> str:
+        return "mesh-playground" if self.default else f"mesh-playground-{self.name}"
+
+    @property
+    def marker(self) -> bytes:
+        """The environment entry every process of this instance carries (cluster/lib.sh)."""
+        return f"MESH_PLAYGROUND_CLUSTER_DIR={self.state_dir}".encode()
+
+    def env(self) -> dict[str, str]:
+        """The environment of cluster.sh for this instance. The instance under test takes the
+        CLUSTER_* settings it was given; another one only its name (so its documented ports)."""
+        if self == INSTANCE:
+            return dict(os.environ)
+        own = {"CLUSTER_NAME", "CLUSTER_NODE_MODE", "CLUSTER_PORT_OFFSET"}
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in own and not (key.startswith("CLUSTER_") and key.endswith("_PORT"))
+        }
+        return env | {"CLUSTER_NAME": self.name}
+
+    def port(self, variable: str, default_port: int) -> int:
+        """A port of this instance: its CLUSTER_*_PORT, else the default plus the offset."""
+        env = self.env()
+        if variable in env:
+            return int(env[variable])
+        offset = env.get("CLUSTER_PORT_OFFSET") or (0 if self.default else 10000)
+        return default_port + int(offset)
+
+    def api_client(self) -> client.ApiClient:
+        return config.new_client_from_config(config_file=str(self.kubeconfig), context=self.context)
+
+
+# The instance the cluster tests run against: CLUSTER_NAME, as for cluster/cluster.sh.
+INSTANCE = Instance(os.environ.get("CLUSTER_NAME") or "default")
+STATE_DIR = INSTANCE.state_dir
+KUBECONFIG = INSTANCE.kubeconfig
 KUBECTL = STATE_DIR / "bin" / "kubectl"
-CONTEXT = "mesh-playground"
-# Every process the cluster scripts start carries this environment entry (cluster/lib.sh).
-PROCESS_MARKER = f"MESH_PLAYGROUND_CLUSTER_DIR={STATE_DIR}".encode()
+CONTEXT = INSTANCE.context
+PROCESS_MARKER = INSTANCE.marker
 
 
 def versions() -> dict[str, str]:
@@ -26,17 +83,30 @@ def versions() -> dict[str, str]:
     return pairs
 
 
-def run_cluster(command: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    """cluster/cluster.sh COMMAND, output captured (shown by pytest when a test fails)."""
+def run_cluster(
+    command: str,
+    timeout: float = 900,
+    instance: Instance = INSTANCE,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """cluster/cluster.sh COMMAND on an instance, output captured (shown when a test fails)."""
     result = subprocess.run(
-        [str(CLUSTER_SH), command], capture_output=True, text=True, timeout=timeout, check=False
+        [str(CLUSTER_SH), command],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=instance.env() | (env or {}),
     )
-    print(f"$ cluster.sh {command} -> {result.returncode}\n{result.stdout}{result.stderr}")
+    print(
+        f"$ CLUSTER_NAME={instance.name} cluster.sh {command} -> {result.returncode}\n"
+        f"{result.stdout}{result.stderr}"
+    )
     return result
 
 
-def marked_processes() -> list[int]:
-    """Live processes started by the cluster scripts of this checkout."""
+def marked_processes(marker: bytes = PROCESS_MARKER) -> list[int]:
+    """Live processes started by the cluster scripts for one instance of this checkout."""
     pids = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -45,13 +115,13 @@ def marked_processes() -> list[int]:
             environ = (proc / "environ").read_bytes().split(b"\0")
         except OSError:  # gone meanwhile, or a kernel thread
             continue
-        if PROCESS_MARKER in environ:
+        if marker in environ:
             pids.append(int(proc.name))
     return pids
 
 
 def new_api_client() -> client.ApiClient:
-    return config.new_client_from_config(config_file=str(KUBECONFIG), context=CONTEXT)
+    return INSTANCE.api_client()
 
 
 def readyz(api: client.ApiClient) -> str:
@@ -84,7 +154,3 @@ def restricted_container(name: str) -> dict:
             "seccompProfile": {"type": "RuntimeDefault"},
         },
     }
-
-
-def env_port(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))

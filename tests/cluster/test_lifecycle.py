@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 from cluster_live import (
+    INSTANCE,
     STATE_DIR,
-    env_port,
     marked_processes,
     new_api_client,
     readyz,
@@ -31,7 +31,10 @@ def test_down_leaves_no_process_and_up_restores_the_cluster(core, make_namespace
     }
     assert {"etcd", "kube-apiserver", "kube-controller-manager"} <= component_pids.keys()
     assert all(Path(f"/proc/{pid}").exists() for pid in component_pids.values())
-    ports = [env_port("CLUSTER_APISERVER_PORT", 6443), env_port("CLUSTER_ETCD_CLIENT_PORT", 2379)]
+    ports = [
+        INSTANCE.port("CLUSTER_APISERVER_PORT", 6443),
+        INSTANCE.port("CLUSTER_ETCD_CLIENT_PORT", 2379),
+    ]
 
     # The cluster is brought back up whatever the assertions say, for the tests that follow.
     down = run_cluster("down")
