@@ -32,8 +32,16 @@ def test_build_install_and_deploy_from_a_user_repository(tmp_path: Path, local_a
 
     collections = tmp_path / "collections"
     # --no-deps: Galaxy is unreachable here; kubernetes.core comes with the `ansible` package.
+    # From outside the repository, whose own link (.collections) must not count as installed.
     installed = run(
-        "ansible-galaxy", "collection", "install", "--no-deps", "-p", str(collections), str(tarball)
+        "ansible-galaxy",
+        "collection",
+        "install",
+        "--no-deps",
+        "-p",
+        str(collections),
+        str(tarball),
+        cwd=tmp_path,
     )
     assert installed.returncode == 0, installed.stdout + installed.stderr
 
@@ -90,8 +98,17 @@ def test_build_install_and_deploy_from_a_user_repository(tmp_path: Path, local_a
             env={"ANSIBLE_COLLECTIONS_PATH": str(collections), "ANSIBLE_CONFIG": ""},
         )
         assert again.returncode == 0 and " changed=0 " in again.stdout, again.stdout[-3000:]
+        assert (
+            collections / "ansible_collections/mesh_playground/playground/galaxy.yml"
+        ).exists() or (
+            collections / "ansible_collections/mesh_playground/playground/MANIFEST.json"
+        ).exists()
     finally:
-        client.CoreV1Api(local_api).delete_namespace(namespace)
+        try:
+            client.CoreV1Api(local_api).delete_namespace(namespace)
+        except client.exceptions.ApiException as error:
+            if error.status != 404:
+                raise
 
 
 def test_galaxy_metadata_declares_kubernetes_core_with_a_range() -> None:

@@ -6,6 +6,7 @@ deploys each inventory to its own cluster."""
 from collections.abc import Iterator
 
 import pytest
+import yaml
 from conftest import REPO, run
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -116,9 +117,12 @@ def test_two_inventories_merged_into_one_target_are_refused(
     """Inventories that keep their settings in group_vars/all merge into one target: refused."""
     for name, context in (("a", "mesh-playground"), ("b", "mesh-playground")):
         (tmp_path / name / "group_vars").mkdir(parents=True)
+        host = {
+            "ansible_connection": "local",
+            "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+        }
         (tmp_path / name / "hosts.yml").write_text(
-            f"all: {{hosts: {{cluster-{name}: {{ansible_connection: local,"
-            " ansible_python_interpreter: '{{ ansible_playbook_python }}'}}}}\n"
+            yaml.safe_dump({"all": {"hosts": {f"cluster-{name}": host}}})
         )
         (tmp_path / name / "group_vars" / "all.yml").write_text(
             f"playground_kubeconfig: {REPO / '.cluster' / 'kubeconfig'}\n"
