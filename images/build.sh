@@ -21,7 +21,9 @@ pause=$("$REPO_ROOT/images/pause.sh")
 info "sandbox image: $pause"
 mapfile -t app_refs < <("$REPO_ROOT/images/apps.sh" "${APPS[@]}")
 info "app images: ${app_refs[*]} (all built or found in $((SECONDS - start))s)"
-read -r istio_hub istio_tag < <("$REPO_ROOT/images/istio.sh")
+istio=$("$REPO_ROOT/images/istio.sh")
+read -r istio_hub istio_tag <<<"${istio##*$'\n'}"
+[[ $istio_hub == "$IMAGE_PREFIX/istio" && -n $istio_tag ]] || die "images/istio.sh printed '$istio', expected 'HUB TAG'"
 istio_refs=("$istio_hub/pilot:$istio_tag" "$istio_hub/proxyv2:$istio_tag" "$istio_hub/install-cni:$istio_tag")
 info "Istio images: $istio_hub/{pilot,proxyv2,install-cni}:$istio_tag"
 

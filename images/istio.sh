@@ -29,15 +29,17 @@ build_one() { # image entrypoint src:dest...
 	shift 2
 	if image_exists "$ref"; then return; fi
 	info "building $ref"
-	ctr=$(bah from --pull-never "$base")
+	ctr=$(bah from --quiet --pull-never "$base")
 	# Istio's base image has the user istio-proxy (uid/gid 1337); the sidecar runs as it.
-	bah run --network none "$ctr" -- sh -c 'groupadd --gid 1337 istio-proxy && useradd --uid 1337 --gid 1337 --create-home --shell /bin/sh istio-proxy && mkdir -p /var/lib/istio/envoy /var/lib/istio/data /etc/istio/proxy && chown -R 1337:1337 /var/lib/istio /etc/istio'
+	bah run --network none "$ctr" -- sh -c 'groupadd --gid 1337 istio-proxy && useradd --uid 1337 --gid 1337 --create-home --shell /bin/sh istio-proxy && mkdir -p /var/lib/istio/envoy /var/lib/istio/data /etc/istio/proxy && chown -R 1337:1337 /var/lib/istio /etc/istio' >&2
 	for pair in "$@"; do
 		mode=0755
 		[[ $pair != *.json ]] || mode=0644
-		bah copy --chmod "$mode" "$ctr" "${pair%%:*}" "${pair#*:}"
+		bah copy --quiet --chmod "$mode" "$ctr" "${pair%%:*}" "${pair#*:}" >/dev/null
 	done
-	bah config --user 1337:1337 --workingdir / --entrypoint "[\"$entrypoint\"]" --cmd '' \
+	# The base's CMD (python3) must not become the entrypoint's first argument.
+	bah config --cmd '[]' "$ctr"
+	bah config --user 1337:1337 --workingdir / --entrypoint "[\"$entrypoint\"]" \
 		--label org.opencontainers.image.description="mesh-playground Istio $image ($ISTIO_VERSION, Envoy $ENVOY_VERSION), built locally" "$ctr"
 	bah commit --quiet --rm "$ctr" "$ref" >/dev/null
 }
