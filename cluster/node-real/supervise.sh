@@ -75,9 +75,24 @@ network_up() {
 	iptables -A "$FIREWALL_CHAIN-IN" -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN
 	iptables -A "$FIREWALL_CHAIN-IN" -d "$CLUSTER_DNS_IP" -p udp --dport 53 -j RETURN
 	iptables -A "$FIREWALL_CHAIN-IN" -d "$CLUSTER_DNS_IP" -p tcp --dport 53 -j RETURN
+	# ...and the API server through the `kubernetes` Service (below), for in-cluster controllers
+	# such as istiod and the Istio CNI agent.
+	iptables -A "$FIREWALL_CHAIN-IN" -d "$BIND_ADDRESS" -p tcp --dport "$APISERVER_PORT" -m conntrack --ctstate DNAT -j RETURN
 	iptables -A "$FIREWALL_CHAIN-IN" -j DROP
 	iptables -C INPUT -i "$NODE_BRIDGE" -j "$FIREWALL_CHAIN-IN" 2>/dev/null ||
 		iptables -I INPUT -i "$NODE_BRIDGE" -j "$FIREWALL_CHAIN-IN"
+	# The `kubernetes` Service: the API server listens on loopback only and is advertised there,
+	# so the Service has no endpoints (an EndpointSlice may not hold a loopback address) and
+	# kube-proxy has no rule for it. Its ClusterIP is sent to the loopback listener instead, from
+	# pods (route_localnet on the bridge, as kube-proxy does for NodePorts on 127.0.0.1) and from
+	# the host (CNI plugins such as istio-cni use the ClusterIP from a kubeconfig).
+	iptables -t nat -N "$FIREWALL_CHAIN-API" 2>/dev/null || iptables -t nat -F "$FIREWALL_CHAIN-API"
+	iptables -t nat -A "$FIREWALL_CHAIN-API" -d "$SERVICE_APISERVER_IP" -p tcp --dport 443 \
+		-j DNAT --to-destination "$BIND_ADDRESS:$APISERVER_PORT"
+	iptables -t nat -C PREROUTING -i "$NODE_BRIDGE" -j "$FIREWALL_CHAIN-API" 2>/dev/null ||
+		iptables -t nat -I PREROUTING -i "$NODE_BRIDGE" -j "$FIREWALL_CHAIN-API"
+	iptables -t nat -C OUTPUT -j "$FIREWALL_CHAIN-API" 2>/dev/null || iptables -t nat -I OUTPUT -j "$FIREWALL_CHAIN-API"
+	sysctl -qw "net.ipv4.conf.$NODE_BRIDGE.route_localnet=1"
 
 	cat >"$CNI_CONF_DIR/10-mesh-playground.conflist" <<-JSON
 		{
@@ -132,6 +147,11 @@ network_down() {
 	fi
 	if iptables -F "$FIREWALL_CHAIN" 2>/dev/null; then iptables -X "$FIREWALL_CHAIN"; fi
 	if iptables -F "$FIREWALL_CHAIN-IN" 2>/dev/null; then iptables -X "$FIREWALL_CHAIN-IN"; fi
+	if iptables -t nat -C PREROUTING -i "$NODE_BRIDGE" -j "$FIREWALL_CHAIN-API" 2>/dev/null; then
+		iptables -t nat -D PREROUTING -i "$NODE_BRIDGE" -j "$FIREWALL_CHAIN-API"
+	fi
+	if iptables -t nat -C OUTPUT -j "$FIREWALL_CHAIN-API" 2>/dev/null; then iptables -t nat -D OUTPUT -j "$FIREWALL_CHAIN-API"; fi
+	if iptables -t nat -F "$FIREWALL_CHAIN-API" 2>/dev/null; then iptables -t nat -X "$FIREWALL_CHAIN-API"; fi
 	if ip link show "$NODE_BRIDGE" >/dev/null 2>&1; then ip link del "$NODE_BRIDGE"; fi
 	rm -rf "$NODE_RUN/cni-ipam"
 	# What a chained CNI plugin (Istio's istio-cni, roles/istio_mesh) added to the node: its
