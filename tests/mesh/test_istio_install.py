@@ -1,0 +1,514 @@
+"""Istio for real on the real node: the install of roles/istio_mesh (make istio), sidecar injection
+under Pod Security `restricted` (the Istio CNI, no NET_ADMIN init container), HTTP between two
+pods through their Envoy sidecars, a VirtualService fault abort, the ingress gateway's NodePort.
+
+The module makes its own namespace (labelled for injection, `restricted` enforced, no
+NetworkPolicies) and deletes it at the end. Traffic goes only to cluster addresses and loopback:
+a Service's ClusterIP (kube-proxy on this machine) and the gateway's NodePort on 127.0.0.1.
+`make test-istio` installs Istio first (make istio); the tests run in file order.
+"""
+
+import json
+import re
+import subprocess
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from polling import wait_for
+
+pytestmark = pytest.mark.realnode
+
+REPO = Path(__file__).resolve().parents[2]
+STATE_DIR = REPO / ".cluster"
+KUBECONFIG = STATE_DIR / "kubeconfig"
+KUBECTL = STATE_DIR / "bin" / "kubectl"
+CONTEXT = "mesh-playground"
+ISTIO_NAMESPACE = "istio-system"
+GATEWAY_NAMESPACE = "istio-ingress"
+GATEWAY_NAME = "istio-ingressgateway"
+APP_PORT = 3030
+# Istio's bootstrap keeps only a few Envoy stats; these pods also keep their clusters' and the
+# fault filter's (pod annotation proxy.istio.io/config).
+STATS_CONFIG = json.dumps(
+    {
+        "proxyStatsMatcher": {
+            "inclusionPrefixes": ["cluster.outbound|", "cluster.inbound|"],
+            "inclusionRegexps": [".*fault\\..*"],
+        }
+    }
+)
+# The webserver's answer as the proxy relays it (seed format).
+ANSWER = re.compile(
+    r"^Proxying value: WebServer V1 requested from (?P<path>\S+) on (?P<host>\S+)"
+    r" with code (?P<code>\d{3}) - Took \d+ milliseconds"
+)
+
+
+def run(*cmd: str | Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """Runs a command from the repository root; output shown by pytest when a test fails."""
+    result = subprocess.run(
+        [str(c) for c in cmd],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    shown = " ".join(map(str, cmd))
+    print(f"$ {shown} -> {result.returncode}\n{result.stdout[-6000:]}{result.stderr[-4000:]}")
+    return result
+
+
+def build_path(what: str) -> Path:
+    """A cache path cluster/istio-build.sh knows (binaries, charts, Helm by version)."""
+    result = run(REPO / "cluster" / "istio-build.sh", "path", what)
+    assert result.returncode == 0
+    return Path(result.stdout.strip())
+
+
+@dataclass
+class Answer:
+    status: int
+    body: str
+    headers: dict[str, str]
+
+
+def get(url: str, timeout: float = 10) -> Answer:
+    """One request on a new connection; errors become answers (status 0)."""
+    request = urllib.request.Request(url, headers={"Connection": "close"})  # noqa: S310 (our URL)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return Answer(
+                response.status, response.read().decode(errors="replace"), dict(response.headers)
+            )
+    except urllib.error.HTTPError as error:
+        return Answer(error.code, error.read().decode(errors="replace"), dict(error.headers))
+    except OSError as error:  # refused, reset, timed out
+        return Answer(0, f"{type(error).__name__}: {error}", {})
+
+
+# ---------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def api() -> Iterator[client.ApiClient]:
+    mode_file = STATE_DIR / "run" / "node-mode"
+    mode = mode_file.read_text().strip() if mode_file.exists() else "none (cluster not running)"
+    if mode != "real":
+        pytest.fail(
+            f"Istio needs the real node, the cluster's node mode is {mode}: run `make test-istio`"
+        )
+    with config.new_client_from_config(config_file=str(KUBECONFIG), context=CONTEXT) as api_client:
+        yield api_client
+
+
+@pytest.fixture(scope="module")
+def core(api: client.ApiClient) -> client.CoreV1Api:
+    return client.CoreV1Api(api)
+
+
+@pytest.fixture(scope="module")
+def apps(api: client.ApiClient) -> client.AppsV1Api:
+    return client.AppsV1Api(api)
+
+
+@pytest.fixture(scope="module")
+def custom(api: client.ApiClient) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api)
+
+
+@pytest.fixture(scope="module")
+def images() -> dict[str, str]:
+    """The locally built images (images/build.sh writes .cluster/images.yml)."""
+    data = yaml.safe_load((STATE_DIR / "images.yml").read_text())
+    return {
+        "webserver": data["app_workloads_images"]["webserver"],
+        "proxy": data["app_workloads_images"]["proxy"],
+        "istio_hub": data["istio_image_hub"],
+        "istio_tag": data["istio_image_tag"],
+    }
+
+
+def deployment_ready(apps: client.AppsV1Api, namespace: str, name: str) -> bool:
+    try:
+        d = apps.read_namespaced_deployment(name, namespace)
+    except ApiException:
+        return False
+    s = d.status
+    return (s.observed_generation or 0) >= d.metadata.generation and (
+        s.ready_replicas or 0
+    ) == d.spec.replicas
+
+
+@pytest.fixture(scope="module")
+def istio(apps: client.AppsV1Api) -> None:
+    """Istio as make istio installs it: istiod, the CNI DaemonSet and the gateway ready."""
+    assert deployment_ready(apps, ISTIO_NAMESPACE, "istiod"), (
+        "istiod is not ready: run `make istio`"
+    )
+    ds = apps.read_namespaced_daemon_set("istio-cni-node", ISTIO_NAMESPACE)
+    assert ds.status.number_ready == ds.status.desired_number_scheduled >= 1, ds.status
+    assert deployment_ready(apps, GATEWAY_NAMESPACE, GATEWAY_NAME), (
+        "the ingress gateway is not ready"
+    )
+
+
+@pytest.fixture(scope="module")
+def namespace(core: client.CoreV1Api, istio: None) -> Iterator[str]:
+    """A namespace of our own: sidecar injection on, Pod Security `restricted` enforced."""
+    name = f"istio-test-{uuid.uuid4().hex[:6]}"
+    labels = {
+        "istio-injection": "enabled",
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
+        "app.kubernetes.io/part-of": "mesh-playground-tests",
+    }
+    core.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels))
+    )
+    yield name
+    core.delete_namespace(name)
+
+    def gone() -> bool:
+        try:
+            core.read_namespace(name)
+        except ApiException as error:
+            return error.status == 404
+        return False
+
+    wait_for(gone, 180, f"namespace {name} deleted")
+
+
+def restricted_pod_spec(app: str, image: str, env: dict[str, str]) -> dict:
+    """The apps' pod as the project deploys them: non-root, read-only, no capabilities."""
+    return {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 5,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "runAsGroup": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": app,
+                "image": image,
+                "imagePullPolicy": "IfNotPresent",
+                "ports": [{"name": "web", "containerPort": APP_PORT}],
+                "env": [{"name": k, "value": v} for k, v in env.items()],
+                "readinessProbe": {
+                    "httpGet": {"path": "/readyz", "port": "web"},
+                    "periodSeconds": 2,
+                },
+                "resources": {
+                    "requests": {"cpu": "10m", "memory": "48Mi"},
+                    "limits": {"memory": "256Mi"},
+                },
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 (in the pod)
+            }
+        ],
+        "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}],
+    }
+
+
+@pytest.fixture(scope="module")
+def workloads(
+    core: client.CoreV1Api, apps: client.AppsV1Api, namespace: str, images: dict[str, str]
+) -> dict:
+    """webserver (V1) and proxy -> http://webserver, one pod each, Services with http-* ports."""
+    specs = {
+        "webserver": {"SERVERCONTENT": "WebServer V1", "APP_VERSION": "v1"},
+        "proxy": {"PROXYURL": "http://webserver"},
+    }
+    for app, env in specs.items():
+        labels = {"app": app, "version": "v1"}
+        apps.create_namespaced_deployment(
+            namespace,
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": app, "labels": labels},
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": {"app": app}},
+                    "template": {
+                        "metadata": {
+                            "labels": labels,
+                            "annotations": {"proxy.istio.io/config": STATS_CONFIG},
+                        },
+                        "spec": restricted_pod_spec(app, images[app], env),
+                    },
+                },
+            },
+        )
+        core.create_namespaced_service(
+            namespace,
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": app, "labels": {"app": app}},
+                "spec": {
+                    "selector": {"app": app},
+                    "ports": [{"name": f"http-{app}", "port": 80, "targetPort": APP_PORT}],
+                },
+            },
+        )
+    for app in specs:
+        wait_for(
+            lambda app=app: deployment_ready(apps, namespace, app), 300, f"deployment {app} ready"
+        )
+    pods = {
+        app: core.list_namespaced_pod(namespace, label_selector=f"app={app}").items[0]
+        for app in specs
+    }
+    return {
+        "pods": pods,
+        "proxy_ip": core.read_namespaced_service("proxy", namespace).spec.cluster_ip,
+    }
+
+
+def exec_in(namespace: str, pod: str, container: str, *cmd: str) -> str:
+    result = run(
+        KUBECTL, "--kubeconfig", KUBECONFIG, "--context", CONTEXT, "-n", namespace,
+        "exec", pod, "-c", container, "--", *cmd, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def envoy_stats(namespace: str, pod: str) -> dict[str, int]:
+    """The counters of a pod's sidecar Envoy (through pilot-agent, as istioctl does)."""
+    out = exec_in(namespace, pod, "istio-proxy", "pilot-agent", "request", "GET", "stats")
+    stats = {}
+    for line in out.splitlines():
+        name, _, value = line.partition(": ")
+        # Istio's tag extraction names them e.g. "cluster.outbound|80||host;.upstream_rq_200".
+        name = name.replace(";.", ".")
+        if value.strip().isdigit():
+            stats[name] = int(value)
+    return stats
+
+
+def sidecar(pod: client.V1Pod) -> tuple[client.V1Container, client.V1ContainerStatus | None]:
+    """istio-proxy: a native sidecar (init container, restartPolicy Always) or a plain container."""
+    for containers, statuses in (
+        (pod.spec.init_containers or [], pod.status.init_container_statuses or []),
+        (pod.spec.containers, pod.status.container_statuses or []),
+    ):
+        for c in containers:
+            if c.name == "istio-proxy":
+                return c, next((s for s in statuses if s.name == c.name), None)
+    names = [c.name for c in pod.spec.containers]
+    pytest.fail(f"pod {pod.metadata.name} has no istio-proxy sidecar: {names}")
+
+
+# ---------------------------------------------------------------- the install
+def test_istio_cni_is_chained_in_the_nodes_own_directories() -> None:
+    bin_dir, conf_dir = (
+        Path(p)
+        for p in run(REPO / "cluster/istio-build.sh", "path", "node-cni-dirs").stdout.split()
+    )
+    assert (bin_dir / "istio-cni").is_file(), f"install-cni did not put istio-cni into {bin_dir}"
+    conflists = sorted(conf_dir.glob("*.conflist"))
+    assert conflists, f"no conflist in {conf_dir}"
+    plugins = [p["type"] for p in json.loads(conflists[0].read_text())["plugins"]]
+    assert plugins[0] == "bridge" and "istio-cni" in plugins, plugins
+    # Nothing went into the system's CNI directories.
+    assert not Path("/opt/cni/bin/istio-cni").exists()
+    assert not Path("/usr/lib/cni/istio-cni").exists()
+
+
+def test_the_playbook_changes_nothing_on_a_second_run(istio: None) -> None:
+    result = run(REPO / ".venv/bin/ansible-playbook", "playbooks/istio.yml")
+    assert result.returncode == 0
+    recap = re.search(r"ok=\d+\s+changed=(\d+)", result.stdout)
+    assert recap and recap[1] == "0", "playbooks/istio.yml changed something on a second run"
+
+
+# ---------------------------------------------------------------- injection
+def test_restricted_is_enforced_in_the_test_namespace(
+    core: client.CoreV1Api, namespace: str
+) -> None:
+    # A plain pod (root allowed, no seccomp, capabilities kept): fine for baseline, not restricted.
+    plain = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "plain", "annotations": {"sidecar.istio.io/inject": "false"}},
+        "spec": {"containers": [{"name": "c", "image": "x"}]},
+    }
+    with pytest.raises(ApiException) as refused:
+        core.create_namespaced_pod(namespace, plain, dry_run="All")
+    assert refused.value.status == 403 and "restricted" in refused.value.body
+
+
+def test_pods_get_a_ready_sidecar_without_net_admin(
+    workloads: dict, images: dict[str, str]
+) -> None:
+    for app, pod in workloads["pods"].items():
+        container, status = sidecar(pod)
+        assert container.image == f"{images['istio_hub']}/proxyv2:{images['istio_tag']}"
+        assert status is not None and status.ready, f"{app}: istio-proxy not ready: {status}"
+        names = [c.name for c in (pod.spec.init_containers or [])]
+        assert "istio-init" not in names, f"{app}: iptables init container despite the CNI: {names}"
+        # With the CNI the injector adds an unprivileged check of the redirection instead.
+        assert "istio-validation" in names, names
+        for c in [*(pod.spec.init_containers or []), *pod.spec.containers]:
+            caps = (
+                c.security_context
+                and c.security_context.capabilities
+                and c.security_context.capabilities.add
+            ) or []
+            assert not {"NET_ADMIN", "NET_RAW"} & set(caps), f"{app}/{c.name} adds {caps}"
+        assert pod.metadata.annotations.get("sidecar.istio.io/status"), "no injection record"
+
+
+def test_sidecar_runs_upstream_envoy_of_the_wheel(namespace: str, workloads: dict) -> None:
+    pod = workloads["pods"]["proxy"].metadata.name
+    info = json.loads(
+        exec_in(namespace, pod, "istio-proxy", "pilot-agent", "request", "GET", "server_info")
+    )
+    assert info["version"].split("/")[1] == "1.40.0", info["version"]
+    assert info["state"] == "LIVE"
+
+
+# ---------------------------------------------------------------- traffic
+def test_http_between_two_pods_goes_through_their_sidecars(namespace: str, workloads: dict) -> None:
+    url = f"http://{workloads['proxy_ip']}/"
+    answer = wait_for(
+        lambda: (a := get(url)).status == 200 and ANSWER.match(a.body) and a,
+        120,
+        f"an answer at {url}",
+    )
+    # The proxy pod's inbound sidecar answered (Envoy names itself), the webserver answered it.
+    assert answer.headers.get("server") == "istio-envoy", answer.headers
+    webserver = workloads["pods"]["webserver"].metadata.name
+    assert ANSWER.match(answer.body)["host"] == webserver
+    for _ in range(5):
+        assert get(url).status == 200
+    host = f"webserver.{namespace}.svc.cluster.local"
+    out = envoy_stats(namespace, workloads["pods"]["proxy"].metadata.name)
+    assert out.get(f"cluster.outbound|80||{host}.upstream_rq_200", 0) >= 6, {
+        k: v for k, v in out.items() if host in k
+    }
+    # Sidecar to sidecar is mutual TLS (Istio's auto mTLS, certificates from istiod's CA).
+    assert out.get(f"cluster.outbound|80||{host}.ssl.handshake", 0) >= 1
+    inbound = envoy_stats(namespace, webserver)
+    assert inbound.get(f"cluster.inbound|{APP_PORT}||.upstream_rq_200", 0) >= 6
+
+
+def test_a_virtualservice_fault_abort_acts(
+    custom: client.CustomObjectsApi, namespace: str, workloads: dict
+) -> None:
+    url = f"http://{workloads['proxy_ip']}/"
+    vs = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "webserver-abort"},
+        "spec": {
+            "hosts": ["webserver"],
+            "http": [
+                {
+                    "fault": {"abort": {"httpStatus": 418, "percentage": {"value": 100}}},
+                    "route": [{"destination": {"host": "webserver"}}],
+                }
+            ],
+        },
+    }
+    group = ("networking.istio.io", "v1", namespace, "virtualservices")
+    custom.create_namespaced_custom_object(*group, vs)
+    try:
+        # The proxy relays what its sidecar answered instead of the webserver: Envoy's abort body.
+        wait_for(
+            lambda: "fault filter abort" in get(url).body, 60, "the fault abort in the answers"
+        )
+        stats = envoy_stats(namespace, workloads["pods"]["proxy"].metadata.name)
+        assert sum(v for k, v in stats.items() if k.endswith("fault.aborts_injected")) >= 1
+    finally:
+        custom.delete_namespaced_custom_object(*group, "webserver-abort")
+    wait_for(lambda: ANSWER.match(get(url).body), 60, "answers from the webserver again")
+
+
+def test_the_ingress_gateway_answers_on_its_nodeport(
+    core: client.CoreV1Api, custom: client.CustomObjectsApi, namespace: str, workloads: dict
+) -> None:
+    group = ("networking.istio.io", "v1", namespace)
+    custom.create_namespaced_custom_object(
+        *group,
+        "gateways",
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "Gateway",
+            "metadata": {"name": "ingress"},
+            "spec": {
+                "selector": {"istio": "ingressgateway"},
+                "servers": [
+                    {"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}
+                ],
+            },
+        },
+    )
+    custom.create_namespaced_custom_object(
+        *group,
+        "virtualservices",
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "VirtualService",
+            "metadata": {"name": "proxy-ingress"},
+            "spec": {
+                "hosts": ["*"],
+                "gateways": ["ingress"],
+                "http": [
+                    {
+                        "route": [
+                            {
+                                "destination": {
+                                    "host": f"proxy.{namespace}.svc.cluster.local",
+                                    "port": {"number": 80},
+                                }
+                            }
+                        ]
+                    }
+                ],
+            },
+        },
+    )
+    service = core.read_namespaced_service(GATEWAY_NAME, GATEWAY_NAMESPACE)
+    assert service.spec.type == "NodePort"
+    node_port = next(p.node_port for p in service.spec.ports if p.port == 80)
+    url = f"http://127.0.0.1:{node_port}/"
+    answer = wait_for(
+        lambda: (a := get(url)).status == 200 and ANSWER.match(a.body) and a,
+        120,
+        f"an answer at {url}",
+    )
+    assert answer.headers.get("server") == "istio-envoy"
+
+
+def test_istioctl_analyze_finds_no_errors(namespace: str, workloads: dict) -> None:
+    istioctl = build_path("istio") / "bin" / "istioctl"
+    result = run(
+        istioctl,
+        "analyze",
+        "--kubeconfig",
+        KUBECONFIG,
+        "--context",
+        CONTEXT,
+        "-n",
+        namespace,
+        timeout=120,
+    )
+    assert result.returncode == 0, "istioctl analyze reported errors"
+    assert "Error [" not in result.stdout + result.stderr
