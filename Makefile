@@ -166,3 +166,7 @@ bench: venv ## Benchmarks: prints tables (apps throughput/latency, cluster, depl
 .PHONY: bench-apps
 bench-apps: venv ## Only the apps benchmark: ours vs the seed's Node.js pair (needs wrk, node, npm)
 	python bench/apps.py
+
+.PHONY: bench-mesh
+bench-mesh: venv ## Only the mesh benchmark: proxy -> webserver with/without sidecars at a fixed rate (fortio; needs `make istio`)
+	python bench/mesh.py
