@@ -78,6 +78,11 @@ def measure(
         "status": dict(Counter(str(a["status"]) for a in answers)),
         "version": dict(Counter(a["version"] for a in answers if "version" in a)),
         "code": dict(Counter(a["code"] for a in answers if "code" in a)),
+        # version -> upstream code -> count: each version's own error rate (canary verdicts)
+        "by_version": {
+            version: dict(Counter(a["code"] for a in answers if a.get("version") == version))
+            for version in sorted({a["version"] for a in answers if "version" in a})
+        },
         "other": dict(Counter(a["other"] for a in answers if "other" in a)),
         "hosts": sorted({a["host"] for a in answers if "host" in a}),
         "took": sorted(a["took"] for a in answers if "took" in a),

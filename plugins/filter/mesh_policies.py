@@ -199,25 +199,26 @@ def mesh_policies_objects(settings):
     objects = []
     external = "external-service" in sets
     if external:
-        objects.append(
-            _obj(
-                s,
-                "ServiceEntry",
-                s["external_name"],
-                {
-                    "hosts": [s["external_host"]],
-                    "location": "MESH_EXTERNAL",
-                    "ports": [{"number": s["external_port"], "name": "tls", "protocol": "TLS"}],
-                    "resolution": "DNS",
-                },
-            )
-        )
+        entry = {
+            "hosts": [s["external_host"]],
+            "location": "MESH_EXTERNAL",
+            "ports": [{"number": s["external_port"], "name": "tls", "protocol": "TLS"}],
+            "resolution": "DNS",
+        }
+        tls = {"mode": "SIMPLE"}
+        if s.get("external_endpoint"):
+            # Connections go to the endpoint; SNI and the certificate check keep the host.
+            entry["endpoints"] = [{"address": s["external_endpoint"]}]
+            tls["sni"] = s["external_host"]
+        if s.get("external_ca_secret"):
+            tls["credentialName"] = s["external_ca_secret"]
+        objects.append(_obj(s, "ServiceEntry", s["external_name"], entry))
         objects.append(
             _obj(
                 s,
                 "DestinationRule",
                 s["external_name"],
-                {"host": s["external_host"], "trafficPolicy": {"tls": {"mode": "SIMPLE"}}},
+                {"host": s["external_host"], "trafficPolicy": {"tls": tls}},
             )
         )
     destination_rule = _webserver_destination_rule(s)
@@ -423,6 +424,18 @@ def mesh_policies_problems(settings):
     bad = {f"mesh_policies_{k}": s[k] for k in NAMES if not NAME.match(str(s[k]))}
     if bad:
         problems.append(f"Not a Kubernetes name (lowercase letters, digits, -): {bad}.")
+    endpoint = s.get("external_endpoint", "")
+    if endpoint and not DNS_NAME.match(str(endpoint)):
+        problems.append(
+            f"mesh_policies_external_endpoint {endpoint!r} is not a DNS name like"
+            " standin.example.svc.cluster.local ('' sends connections to the host itself)."
+        )
+    secret = s.get("external_ca_secret", "")
+    if secret and not NAME.match(str(secret)):
+        problems.append(
+            f"mesh_policies_external_ca_secret {secret!r} is not a Secret name (lowercase"
+            " letters, digits, -; '' trusts the default roots)."
+        )
     if not DNS_NAME.match(str(s["external_host"])):
         problems.append(
             f"mesh_policies_external_host {s['external_host']!r} is not a DNS name like"

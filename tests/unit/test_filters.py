@@ -272,6 +272,8 @@ def test_default_settings_have_no_problems():
         ({"rewrite_uri": "rewritten"}, "Paths must start with /"),
         ({"host": "Web_Server"}, "Not a Kubernetes name"),
         ({"external_host": "bad_host"}, "is not a DNS name"),
+        ({"external_endpoint": "stand in"}, "mesh_policies_external_endpoint 'stand in'"),
+        ({"external_ca_secret": "CA_Secret"}, "is not a Secret name"),
         ({"gateway_hosts": ["http://shop"]}, "use * or host names"),
         ({"sets": ["subsets", "subsets"]}, "lists a set twice"),
         ({"sets": ["redirect", "rewrite"]}, "redirect and rewrite both match /"),
@@ -300,3 +302,23 @@ def test_new_sets_render_their_objects():
     assert policy["spec"]["rules"][0]["from"][0]["source"]["principals"] == [
         "cluster.local/ns/ns/sa/proxy"
     ]
+
+
+def test_external_service_keeps_the_series_defaults_and_takes_an_endpoint_and_a_ca():
+    def external(**overrides):
+        objects = mesh_policies_objects(full_settings(sets=["external-service"], **overrides))
+        return {o["kind"]: o["spec"] for o in objects if o["metadata"]["name"] == "github"}
+
+    series = external()
+    assert "endpoints" not in series["ServiceEntry"]
+    assert series["DestinationRule"]["trafficPolicy"] == {"tls": {"mode": "SIMPLE"}}
+    standin = external(
+        external_endpoint="standin.ext.svc.cluster.local", external_ca_secret="standin-ca"
+    )
+    assert standin["ServiceEntry"]["endpoints"] == [{"address": "standin.ext.svc.cluster.local"}]
+    assert standin["ServiceEntry"]["hosts"] == ["raw.githubusercontent.com"]
+    assert standin["DestinationRule"]["trafficPolicy"]["tls"] == {
+        "mode": "SIMPLE",
+        "sni": "raw.githubusercontent.com",
+        "credentialName": "standin-ca",
+    }
