@@ -23,6 +23,9 @@ def build(root: Path, *apps: str) -> tuple[list[str], str]:
 def test_an_image_is_rebuilt_only_when_its_app_changes(tmp_path: Path) -> None:
     for part in ("images", "apps", "cluster/node-real"):
         shutil.copytree(REPO / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
+    # The one shell library every script sources, and the versions it reads.
+    for part in ("cluster/lib.sh", "cluster/versions.env"):
+        shutil.copy(REPO / part, tmp_path / part)
     before, _ = build(tmp_path, "webserver", "proxy")
     again, log = build(tmp_path, "webserver", "proxy")
     assert again == before

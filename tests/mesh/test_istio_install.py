@@ -130,8 +130,8 @@ def images() -> dict[str, str]:
     return {
         "webserver": data["app_workloads_images"]["webserver"],
         "proxy": data["app_workloads_images"]["proxy"],
-        "istio_hub": data["istio_image_hub"],
-        "istio_tag": data["istio_image_tag"],
+        "istio_hub": data["istio_mesh_hub"],
+        "istio_tag": data["istio_mesh_tag"],
     }
 
 
