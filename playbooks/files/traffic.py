@@ -60,7 +60,7 @@ def one(url: str, headers: dict[str, str], timeout: float) -> dict:
                 version=version[1].lower() if version else webserver["text"][:60],
             )
         else:
-            answer["other"] = proxied["content"][:80]
+            answer["other"] = proxied["content"][:120]
     return answer
 
 
