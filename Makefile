@@ -59,12 +59,16 @@ test-apps: venv ## Tests of the apps over real sockets (no cluster needed)
 test-unit: venv ## Unit tests of the collection's pure helpers (plugins/filter)
 	pytest tests/unit
 
-.PHONY: test
-test: venv ## Everything: lint, app tests, cluster, Ansible/Molecule (starts and stops the local cluster)
+.PHONY: test test-live
+test: venv ## Everything: lint, unit, apps, cluster, then on the real node with Istio: Molecule, collection, two clusters, end to end (starts and stops the local cluster)
 	$(MAKE) lint
 	$(MAKE) test-unit
 	$(MAKE) test-apps
-	cluster/with-cluster.sh $(MAKE) test-cluster test-molecule test-e2e
+	cluster/with-cluster.sh $(MAKE) test-cluster test-live
+
+test-live: venv mesh-up ## On the real node with Istio: every Molecule scenario, then the collection, two clusters, end to end and Istio suites
+	molecule test --all
+	pytest -m "cluster or realnode" tests/ansible tests/e2e tests/mesh
 
 # ---------------------------------------------------------------- local cluster (cluster/, README "Local cluster")
 # The kubectl matching the cluster; its admin kubeconfig is .cluster/kubeconfig (context mesh-playground).
@@ -108,20 +112,33 @@ cluster-clean-second: ## Stop the second local cluster and delete .cluster-secon
 	CLUSTER_NAME=second cluster/cluster.sh clean
 
 # ---------------------------------------------------------------- Ansible deploy (roles/, playbooks/, README "Deploying with Ansible")
-.PHONY: deploy undeploy test-molecule
+.PHONY: deploy undeploy test-molecule mesh-up
+# The mesh switch: MESH=false deploys the plain apps (it sets playground_mesh, the inventory's
+# switch, for the run); unset, the inventory decides (on for inventory/local). KWOK nodes
+# simulate pods, so there the mesh is always off.
+MESH ?=
+NODE_MODE = $$(cat .cluster/run/node-mode)
+MESH_ARGS = $$([ "$(NODE_MODE)" = real ] || echo "-e playground_mesh=false") $(if $(MESH),-e playground_mesh=$(MESH))
+
+mesh-up: venv ## The real node, its images (apps, Istio) built and imported, Istio installed (what deploy and the live tests need)
+	CLUSTER_NODE_MODE=real cluster/cluster.sh up
+	images/build.sh
+	ansible-playbook playbooks/istio.yml $(MESH_ARGS)
+
 # The real node by default, so that the apps really answer; CLUSTER_NODE_MODE=kwok simulates pods.
-deploy: venv ## Bring the local cluster up (real node) and deploy the apps and mesh policies; ends with the proxy's URL and one answer
+deploy: venv ## Bring the local cluster up (real node, Istio) and deploy the apps and mesh policies; ends with an answer through the ingress gateway
 	CLUSTER_NODE_MODE=$${CLUSTER_NODE_MODE:-real} cluster/cluster.sh up
-	@if [ "$$(cat .cluster/run/node-mode)" = real ]; then images/build.sh; fi
-	ansible-playbook playbooks/deploy.yml
+	@if [ "$(NODE_MODE)" = real ]; then images/build.sh && ansible-playbook playbooks/istio.yml $(MESH_ARGS); fi
+	ansible-playbook playbooks/deploy.yml $(MESH_ARGS)
 	@echo ">> what runs in namespace mesh-playground:"
 	@$(KUBECTL) --kubeconfig .cluster/kubeconfig --context mesh-playground -n mesh-playground get deployments,pods,services -o wide
-	@if [ "$$(cat .cluster/run/node-mode)" = real ]; then echo ">> the proxy answers at (make url):"; cluster/node-real/url.sh --answer; fi
+	@if [ "$(NODE_MODE)" = real ]; then echo ">> the apps answer at (make url):"; cluster/node-real/url.sh --answer; fi
 
-undeploy: venv ## Remove the apps from the local cluster and wait until they are gone (the cluster keeps running)
-	ansible-playbook playbooks/undeploy.yml
+undeploy: venv ## Remove the apps, their mesh policies and Istio from the local cluster, waiting until gone (the cluster keeps running)
+	ansible-playbook playbooks/undeploy.yml $(MESH_ARGS)
+	ansible-playbook playbooks/istio.yml -e istio_mesh_state=absent $(MESH_ARGS)
 
-test-molecule: venv cluster-up ## Molecule: every scenario (molecule/*) against the local cluster, each in its own namespace
+test-molecule: venv mesh-up ## Molecule: every scenario (molecule/*) against the local cluster, each in its own namespace
 	molecule test --all
 
 # ---------------------------------------------------------------- real pods (cluster/node-real/, images/, README "Real pods")
@@ -129,12 +146,11 @@ test-molecule: venv cluster-up ## Molecule: every scenario (molecule/*) against 
 images: ## Build the base, sandbox and app images locally (cached) and import them into the real node
 	images/build.sh
 
-url: ## The URL at which the proxy Service answers from this machine (real node mode)
+url: ## Where the apps answer from this machine: the ingress gateway (mesh on), else the proxy Service (real node mode)
 	@cluster/node-real/url.sh
 
 # Joins the real node to the cluster if it runs in kwok mode (as inside `make test`).
-test-e2e: venv ## End to end through real pods: traffic, rolling update, pod loss, undeploy (brings up the real node)
-	CLUSTER_NODE_MODE=real cluster/cluster.sh up
+test-e2e: venv mesh-up ## End to end through real pods and sidecars: traffic, rolling update under load, pod loss, undeploy
 	pytest -m realnode tests/e2e
 
 # ---------------------------------------------------------------- mesh policies (Istio CRDs, roles/mesh_policies)
@@ -147,12 +163,9 @@ istio-crds: ## Install Istio's CRDs (base chart of ISTIO_VERSION, cluster/versio
 istio-build: ## Build Istio (istiod, pilot-agent, istioctl, CNI), Helm 3 and fetch Envoy into ~/.cache (reused when present; ~15 min cold)
 	cluster/istio-build.sh
 
-istio: venv ## Install Istio on the local cluster's real node (images built and imported first): playbooks/istio.yml
-	CLUSTER_NODE_MODE=real cluster/cluster.sh up
-	images/build.sh
-	ansible-playbook playbooks/istio.yml
+istio: mesh-up ## Install Istio on the local cluster's real node (images built and imported first): playbooks/istio.yml
 
-test-istio: venv istio ## Istio for real: injection under Pod Security restricted, traffic through Envoy, faults, ingress gateway
+test-istio: venv mesh-up ## Istio for real: injection under Pod Security restricted, traffic through Envoy, faults, ingress gateway
 	pytest -m realnode tests/mesh
 
 # ---------------------------------------------------------------- benchmarks
