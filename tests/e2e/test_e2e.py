@@ -7,7 +7,7 @@ import re
 import subprocess
 import uuid
 
-from e2e_live import NAMESPACE, REPO, Load, get, run
+from e2e_live import CONTEXT, KUBECONFIG, NAMESPACE, REPO, Load, get, run
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from polling import wait_for
@@ -48,6 +48,50 @@ def test_proxy_answers_from_v1_and_v2_pods(core: client.CoreV1Api, proxy_url: st
     # Each answer names the pod that served it: a real pod of that version's Deployment.
     assert hosts["1"] <= pod_names(core, "app=webserver,version=v1")
     assert hosts["2"] <= pod_names(core, "app=webserver,version=v2")
+
+
+def test_every_app_pod_has_a_ready_sidecar_under_restricted(core: client.CoreV1Api) -> None:
+    labels = core.read_namespace(NAMESPACE).metadata.labels
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert labels["istio-injection"] == "enabled"
+    pods = [
+        p
+        for p in core.list_namespaced_pod(NAMESPACE, label_selector="app").items
+        if p.metadata.deletion_timestamp is None
+    ]
+    assert {p.metadata.labels["app"] for p in pods} == {"webserver", "proxy"}
+    for pod in pods:
+        # A native sidecar: an init container that keeps running (restartPolicy Always).
+        sidecar = [c for c in pod.spec.init_containers or [] if c.name == "istio-proxy"]
+        assert sidecar and sidecar[0].restart_policy == "Always", pod.metadata.name
+        assert not [c for c in pod.spec.init_containers if c.name == "istio-init"]
+        statuses = {c.name: c for c in pod.status.init_container_statuses or []}
+        assert statuses["istio-proxy"].ready, pod.metadata.name
+        caps = [
+            c.security_context.capabilities.add or []
+            for c in pod.spec.init_containers
+            if c.security_context and c.security_context.capabilities
+        ]
+        assert not {"NET_ADMIN", "NET_RAW"} & {cap for add in caps for cap in add}
+
+
+def test_istioctl_analyze_reports_nothing_on_the_app_namespace(proxy_url: str) -> None:
+    istio_home = run("cluster/istio-build.sh", "path", "istio").stdout.strip()
+    result = run(
+        f"{istio_home}/bin/istioctl",
+        "analyze",
+        "--kubeconfig",
+        str(KUBECONFIG),
+        "--context",
+        CONTEXT,
+        "-n",
+        NAMESPACE,
+        timeout=120,
+    )
+    assert result.returncode == 0
+    output = result.stdout + result.stderr
+    assert "Error [" not in output and "Warning [" not in output, output
+    assert "No validation issues found" in output, output
 
 
 def test_failsometimes_through_the_proxy_fails_about_a_third(proxy_url: str) -> None:
