@@ -176,6 +176,10 @@ bench: venv ## Benchmarks: prints tables (apps throughput/latency, cluster, depl
 	python bench/deploy.py
 	python bench/realnode.py
 
+.PHONY: bench-deploy
+bench-deploy: venv ## Only the deploy benchmark: no-op deploy (with the mesh policies) against the Ansible floor and kubectl
+	python bench/deploy.py
+
 .PHONY: bench-apps
 bench-apps: venv ## Only the apps benchmark: ours vs the seed's Node.js pair (needs wrk, node, npm)
 	python bench/apps.py
