@@ -68,9 +68,9 @@ def test_build_install_and_deploy_from_a_user_repository(tmp_path: Path, local_a
     (user / "deploy.yml").write_text(PLAYBOOK)
     assert len(PLAYBOOK.splitlines()) == 2
 
-    try:
+    def user_deploy():
         # Only the installed collection: not the repository's ansible.cfg or .collections.
-        deployed = run(
+        return run(
             "ansible-playbook",
             "-i",
             "inventory/hosts.yml",
@@ -78,6 +78,9 @@ def test_build_install_and_deploy_from_a_user_repository(tmp_path: Path, local_a
             cwd=user,
             env={"ANSIBLE_COLLECTIONS_PATH": str(collections), "ANSIBLE_CONFIG": ""},
         )
+
+    try:
+        deployed = user_deploy()
         assert deployed.returncode == 0, deployed.stdout[-4000:] + deployed.stderr[-2000:]
         assert "mesh_playground.playground.app_workloads" in deployed.stdout
         apps = client.AppsV1Api(local_api)
@@ -89,14 +92,7 @@ def test_build_install_and_deploy_from_a_user_repository(tmp_path: Path, local_a
             return all((d.status.available_replicas or 0) == d.spec.replicas for d in ds)
 
         wait_for(available, 180, "the user repository's deployments available")
-        again = run(
-            "ansible-playbook",
-            "-i",
-            "inventory/hosts.yml",
-            "deploy.yml",
-            cwd=user,
-            env={"ANSIBLE_COLLECTIONS_PATH": str(collections), "ANSIBLE_CONFIG": ""},
-        )
+        again = user_deploy()
         assert again.returncode == 0 and " changed=0 " in again.stdout, again.stdout[-3000:]
         assert (
             collections / "ansible_collections/mesh_playground/playground/galaxy.yml"
