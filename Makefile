@@ -70,7 +70,7 @@ test-live: venv mesh-up ## On the real node with Istio: every Molecule scenario,
 	molecule test --all
 	pytest -m "cluster or realnode" tests/ansible tests/e2e tests/mesh
 
-# ---------------------------------------------------------------- local cluster (cluster/, README "Local cluster")
+# ---------------------------------------------------------------- local cluster (cluster/, docs/local-cluster.md)
 # The kubectl matching the cluster; its admin kubeconfig is .cluster/kubeconfig (context mesh-playground).
 # The cluster targets act on the default cluster, or on the one named by CLUSTER_NAME (see below).
 KUBECTL := $(CURDIR)/.cluster/bin/kubectl
@@ -111,7 +111,7 @@ cluster-status-second: ## What of the second local cluster runs
 cluster-clean-second: ## Stop the second local cluster and delete .cluster-second/
 	CLUSTER_NAME=second cluster/cluster.sh clean
 
-# ---------------------------------------------------------------- Ansible deploy (roles/, playbooks/, README "Deploying with Ansible")
+# ---------------------------------------------------------------- Ansible deploy (roles/, playbooks/, docs/variables.md)
 .PHONY: deploy undeploy test-molecule mesh-up
 # The mesh switch: MESH=false deploys the plain apps (it sets playground_mesh, the inventory's
 # switch, for the run); unset, the inventory decides (on for inventory/local). KWOK nodes
@@ -141,7 +141,7 @@ undeploy: venv ## Remove the apps, their mesh policies and Istio from the local 
 test-molecule: venv mesh-up ## Molecule: every scenario (molecule/*) against the local cluster, each in its own namespace
 	molecule test --all
 
-# ---------------------------------------------------------------- real pods (cluster/node-real/, images/, README "Real pods")
+# ---------------------------------------------------------------- real pods (cluster/node-real/, images/, docs/local-cluster.md)
 .PHONY: images url test-e2e
 images: ## Build the base, sandbox and app images locally (cached) and import them into the real node
 	images/build.sh
@@ -170,11 +170,12 @@ test-istio: venv mesh-up ## Istio for real: injection under Pod Security restric
 
 # ---------------------------------------------------------------- benchmarks
 .PHONY: bench
-bench: venv ## Benchmarks: prints tables (apps throughput/latency, cluster, deploy)
+bench: venv ## Benchmarks: prints tables (apps, cluster, deploy, real node, mesh)
 	python bench/apps.py
 	python bench/cluster.py
 	python bench/deploy.py
 	python bench/realnode.py
+	python bench/mesh.py
 
 .PHONY: bench-deploy
 bench-deploy: venv ## Only the deploy benchmark: no-op deploy (with the mesh policies) against the Ansible floor and kubectl

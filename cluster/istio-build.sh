@@ -32,7 +32,7 @@ ISTIO_AGENT_TAGS=agent,disable_pgv,grpcnotrace,retrynotrace
 ISTIO_STANDARD_PKGS=(./pilot/cmd/pilot-discovery ./istioctl/cmd/istioctl)
 ISTIO_AGENT_PKGS=(./pilot/cmd/pilot-agent ./cni/cmd/istio-cni ./cni/cmd/install-cni)
 ISTIO_COMMANDS=(pilot-discovery istioctl pilot-agent istio-cni install-cni)
-# Measured on the 2-core machine with an empty Go build cache (see README/notes).
+# Measured on the 2-core machine with an empty Go build cache (docs/local-cluster.md).
 ISTIO_COLD_BUILD_NOTE="a cold build takes ~10-15 min on 2 cores (more beside other builds) and ~3 GB of Go build cache"
 
 fmt_duration() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }

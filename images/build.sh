@@ -5,8 +5,9 @@
 #   apps   apps/<app>/Containerfile on the base (images/apps.sh), tagged by content hash
 #   istio  pilot, proxyv2, install-cni from Istio built from source (images/istio.sh; the first
 #          run builds Istio, ~15 min cold), one hub and tag for the charts (roles/istio_mesh)
-# then imports them into the real node's containerd when it runs, and writes the tags for
-# Ansible to .cluster/images.yml (make deploy passes it with -e @.cluster/images.yml).
+# then imports them into the real node's containerd when it runs, and writes what it made (image
+# references, Istio's charts, Helm, the node's CNI dirs) to .cluster/images.yml, which
+# inventory/local reads.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require_root

@@ -5,6 +5,7 @@ is used, never passed through."""
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,13 @@ def test_no_setting_is_passed_through_another_role() -> None:
 
 def test_ansible_doc_shows_every_default() -> None:
     done = subprocess.run(
-        ["ansible-doc", "-t", "role", "-j", "mesh_playground.playground.app_workloads"],
+        [
+            Path(sys.executable).with_name("ansible-doc"),
+            "-t",
+            "role",
+            "-j",
+            "mesh_playground.playground.app_workloads",
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
