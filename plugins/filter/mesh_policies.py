@@ -210,17 +210,16 @@ def mesh_policies_objects(settings):
             # Connections go to the endpoint; SNI and the certificate check keep the host.
             entry["endpoints"] = [{"address": s["external_endpoint"]}]
             tls["sni"] = s["external_host"]
+        origination = {"host": s["external_host"], "trafficPolicy": {"tls": tls}}
         if s.get("external_ca_secret"):
             tls["credentialName"] = s["external_ca_secret"]
+            # Istio reads credentialName in sidecars only from a DestinationRule with a
+            # workloadSelector; without one it drops the TLS settings (plaintext).
+            origination["workloadSelector"] = {
+                "matchLabels": dict(s.get("external_client_labels") or {"app": "proxy"})
+            }
         objects.append(_obj(s, "ServiceEntry", s["external_name"], entry))
-        objects.append(
-            _obj(
-                s,
-                "DestinationRule",
-                s["external_name"],
-                {"host": s["external_host"], "trafficPolicy": {"tls": tls}},
-            )
-        )
+        objects.append(_obj(s, "DestinationRule", s["external_name"], origination))
     destination_rule = _webserver_destination_rule(s)
     if destination_rule:
         objects.append(destination_rule)
@@ -431,6 +430,11 @@ def mesh_policies_problems(settings):
             " standin.example.svc.cluster.local ('' sends connections to the host itself)."
         )
     secret = s.get("external_ca_secret", "")
+    if secret and not s.get("external_client_labels", {"app": "proxy"}):
+        problems.append(
+            "mesh_policies_external_client_labels is empty: with mesh_policies_external_ca_secret"
+            " give the labels of the pods that call the external host (e.g. {app: proxy})."
+        )
     if secret and not NAME.match(str(secret)):
         problems.append(
             f"mesh_policies_external_ca_secret {secret!r} is not a Secret name (lowercase"

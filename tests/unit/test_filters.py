@@ -274,6 +274,7 @@ def test_default_settings_have_no_problems():
         ({"external_host": "bad_host"}, "is not a DNS name"),
         ({"external_endpoint": "stand in"}, "mesh_policies_external_endpoint 'stand in'"),
         ({"external_ca_secret": "CA_Secret"}, "is not a Secret name"),
+        ({"external_ca_secret": "ca", "external_client_labels": {}}, "labels is empty"),
         ({"gateway_hosts": ["http://shop"]}, "use * or host names"),
         ({"sets": ["subsets", "subsets"]}, "lists a set twice"),
         ({"sets": ["redirect", "rewrite"]}, "redirect and rewrite both match /"),
@@ -313,10 +314,13 @@ def test_external_service_keeps_the_series_defaults_and_takes_an_endpoint_and_a_
     assert "endpoints" not in series["ServiceEntry"]
     assert series["DestinationRule"]["trafficPolicy"] == {"tls": {"mode": "SIMPLE"}}
     standin = external(
-        external_endpoint="standin.ext.svc.cluster.local", external_ca_secret="standin-ca"
+        external_endpoint="standin.ext.svc.cluster.local",
+        external_ca_secret="standin-ca",  # noqa: S106 (a Secret name, not a password)
     )
     assert standin["ServiceEntry"]["endpoints"] == [{"address": "standin.ext.svc.cluster.local"}]
     assert standin["ServiceEntry"]["hosts"] == ["raw.githubusercontent.com"]
+    assert "workloadSelector" not in series["DestinationRule"]
+    assert standin["DestinationRule"]["workloadSelector"] == {"matchLabels": {"app": "proxy"}}
     assert standin["DestinationRule"]["trafficPolicy"]["tls"] == {
         "mode": "SIMPLE",
         "sni": "raw.githubusercontent.com",
