@@ -314,7 +314,9 @@ def test_health_answers_within_1s_with_200_partial_requests_held_open(serve, ups
     held += [_partial(server.port, b"") for _ in range(25)]  # silent connections
     held += [_partial(server.port, b"GET /") for _ in range(25)]  # half a request line
     try:
-        wait_for(lambda: raw_request(server.port, "/readyz").status == 200, "a first answer")
+        wait_for(
+            lambda: raw_request(server.port, "/readyz").status == 200, DEADLINE, "a first answer"
+        )
         _health_within(server.port, 1.0)
         response = raw_request(server.port, "/status/200" if app == "webserver" else "/x")
         assert response.status == 200  # and ordinary requests still get a thread
@@ -332,7 +334,9 @@ def test_health_answers_within_1s_with_50_concurrent_delay_10(serve, app):
     held = [_partial(server.port, b"GET /delay/10 HTTP/1.1\r\nHost: a\r\n\r\n") for _ in range(50)]
     try:
         # every one of the 4 threads (webserver) is asleep in /delay: poll until they are
-        wait_for(lambda: len(_threads_sleeping(web)) >= 4, "the webserver's threads in /delay")
+        wait_for(
+            lambda: len(_threads_sleeping(web)) >= 4, DEADLINE, "the webserver's threads in /delay"
+        )
         _health_within(server.port, 1.0)
     finally:
         for sock in held:
@@ -397,7 +401,7 @@ def test_a_kept_alive_connection_with_half_a_next_request_holds_no_thread(serve)
     web = serve("webserver", GUNICORN_THREADS=1, GUNICORN_HEADER_TIMEOUT=60)
     sock = _partial(web.port, b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n")
     try:
-        wait_for(lambda: b"with code 200" in sock.recv(4096), "the first answer")
+        wait_for(lambda: b"with code 200" in sock.recv(4096), DEADLINE, "the first answer")
         sock.sendall(b"GET /b HTTP/1.1\r\nHost: a\r\n")  # ...and the rest never comes
         assert raw_request(web.port, "/status/200").status == 200  # the one thread is free
     finally:
@@ -410,7 +414,7 @@ def test_a_pipelined_probe_with_a_body_is_not_answered_in_the_event_loop(serve):
     sock.settimeout(DEADLINE)
     received = [b""]
     try:
-        wait_for(lambda: received.append(received[-1] + sock.recv(4096)) or received[-1].endswith(b"\r\n\r\nok"), "the probe's answer")  # fmt: skip  # noqa: E501
+        wait_for(lambda: received.append(received[-1] + sock.recv(4096)) or received[-1].endswith(b"\r\n\r\nok"), DEADLINE, "the probe's answer")  # fmt: skip  # noqa: E501
     finally:
         sock.close()
 
@@ -454,7 +458,7 @@ def _one_connection_per_worker(server):
     for _ in range(60):
         sock = socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE)
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
-        wait_for(lambda sock=sock: sock.recv(4096), "the probe answer")
+        wait_for(lambda sock=sock: sock.recv(4096), DEADLINE, "the probe answer")
         worker = _worker_of(server, sock)
         (extra if worker in by_worker else []).append(sock)
         by_worker.setdefault(worker, sock)
@@ -546,7 +550,7 @@ def test_good_unusual_values_are_accepted(serve):
         except OSError:
             return None
 
-    with wait_for(connected, "the webserver on [::1]") as sock:
+    with wait_for(connected, DEADLINE, "the webserver on [::1]") as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         assert b"X-App-Version: 1.2.3+build-4" in sock.recv(4096)
 
