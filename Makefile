@@ -136,7 +136,7 @@ deploy: venv ## Bring the local cluster up (real node, Istio) and deploy the app
 
 undeploy: venv ## Remove the apps, their mesh policies and Istio from the local cluster, waiting until gone (the cluster keeps running)
 	ansible-playbook playbooks/undeploy.yml $(MESH_ARGS)
-	ansible-playbook playbooks/istio.yml -e istio_mesh_state=absent $(MESH_ARGS)
+	ansible-playbook playbooks/istio.yml -e istio_mesh_state=absent -e istio_mesh_uninstall_crds=true $(MESH_ARGS)
 
 test-molecule: venv mesh-up ## Molecule: every scenario (molecule/*) against the local cluster, each in its own namespace
 	molecule test --all
