@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CONTEXT, KUBECONFIG, REPO, run
+from ansible_live import CONTEXT, KUBECONFIG, REPO, run
 from kubernetes import client
 from polling import wait_for
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 import yaml
-from conftest import REPO, run
+from ansible_live import REPO, run
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
