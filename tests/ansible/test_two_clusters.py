@@ -31,12 +31,22 @@ def second_api() -> Iterator[client.ApiClient]:
         assert down.returncode == 0, down.stderr[-3000:]
 
 
+OURS = "app.kubernetes.io/part-of=mesh-playground"
+
+
 def snapshot(api: client.ApiClient) -> dict[str, str]:
-    """Every object of the cluster's namespaces that a deploy could touch: kind/ns/name -> rv."""
+    """Every object a deploy could touch (ours, by label), kind/ns/name -> resourceVersion.
+
+    Objects of namespaces being deleted are left out: their status churns on its own (as do
+    controllers' leader-election ConfigMaps, which are not ours)."""
     core, apps, net = client.CoreV1Api(api), client.AppsV1Api(api), client.NetworkingV1Api(api)
+    terminating = {
+        n.metadata.name for n in core.list_namespace().items if n.metadata.deletion_timestamp
+    }
     seen = {
         f"Namespace/{n.metadata.name}": n.metadata.resource_version
-        for n in core.list_namespace().items
+        for n in core.list_namespace(label_selector=OURS).items
+        if n.metadata.name not in terminating
     }
     for kind, listing in (
         ("Deployment", apps.list_deployment_for_all_namespaces),
@@ -45,10 +55,10 @@ def snapshot(api: client.ApiClient) -> dict[str, str]:
         ("ServiceAccount", core.list_service_account_for_all_namespaces),
         ("NetworkPolicy", net.list_network_policy_for_all_namespaces),
     ):
-        for item in listing().items:
-            seen[f"{kind}/{item.metadata.namespace}/{item.metadata.name}"] = (
-                item.metadata.resource_version
-            )
+        for item in listing(label_selector=OURS).items:
+            if item.metadata.namespace not in terminating:
+                key = f"{kind}/{item.metadata.namespace}/{item.metadata.name}"
+                seen[key] = item.metadata.resource_version
     return seen
 
 
