@@ -17,9 +17,9 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-(cd "$apps/webserver" && PORT=$WEB_PORT exec gunicorn) &
+(cd "$apps/webserver" && PORT=$WEB_PORT exec python3 ../common/serve.py) &
 pids+=($!)
-(cd "$apps/proxy" && PORT=$PROXY_PORT PROXYURL=${PROXYURL:-http://127.0.0.1:$WEB_PORT} exec gunicorn) &
+(cd "$apps/proxy" && PORT=$PROXY_PORT PROXYURL=${PROXYURL:-http://127.0.0.1:$WEB_PORT} exec python3 ../common/serve.py) &
 pids+=($!)
 
 # What wait_until (cluster/lib.sh) checks while it waits: both apps still run (their logs go to

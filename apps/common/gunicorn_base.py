@@ -34,19 +34,10 @@ from concurrent.futures import Future
 from functools import partial
 
 import gunicorn.util
+import settings
 from gunicorn.glogging import Logger
 from gunicorn.workers.gthread import TConn, ThreadWorker
-
-
-def env_int(name, default, low=1, high=1_000_000):
-    """An integer setting from the environment, refused with a clear message when invalid."""
-    raw = os.environ.get(name, "")
-    if not raw:
-        return default
-    value = int(raw) if re.fullmatch(r"[0-9]{1,9}", raw) else low - 1  # no "1e3", " 8", "8_0"
-    if not low <= value <= high:
-        raise SystemExit(f"{name}={raw!r}: expected a whole number from {low} to {high}")
-    return value
+from settings import env_int
 
 
 def bind_address(raw):
@@ -297,7 +288,7 @@ def _timeval(seconds):
 _port = env_int("PORT", 3030, 1, 65535)
 bind = f"{bind_address(os.environ.get('BIND_ADDRESS') or '127.0.0.1')}:{_port}"
 worker_class = GuardedThreadWorker
-workers = env_int("WEB_CONCURRENCY", 2, 1, 64)
+workers = settings.workers()
 threads = env_int("GUNICORN_THREADS", 8, 1, 1024)
 keepalive = env_int("GUNICORN_KEEPALIVE", 3700, 1, 86400)
 graceful_timeout = env_int("GUNICORN_GRACEFUL_TIMEOUT", 30, 0, 3600)

@@ -1,6 +1,7 @@
 """Gunicorn settings of the webserver: the shared ones (apps/common/gunicorn_base.py) and its app.
 
-`cd apps/webserver && gunicorn` serves it on $PORT (default 3030); settings: the README's table.
+`cd apps/webserver && python3 ../common/serve.py` serves it on $PORT (default 3030); settings:
+docs/apps.md.
 """
 
 import sys

@@ -17,7 +17,7 @@ from polling import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 APPS = REPO / "apps"
-GUNICORN = Path(sys.executable).with_name("gunicorn")
+SERVE = [sys.executable, str(APPS / "common" / "serve.py")]  # the images' CMD: gunicorn
 DEADLINE = 20.0  # seconds any start/stop may take on a loaded 2-core machine
 POLL = 0.02  # the apps start in well under a second: poll them often
 
@@ -98,7 +98,7 @@ class Gunicorn:
     def start(self, wait=True):
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [str(GUNICORN)],
+                SERVE,
                 cwd=APPS / self.app,
                 env=self.env,
                 stdout=log,

@@ -4,7 +4,7 @@ import subprocess
 import threading
 
 import pytest
-from apps_live import APPS, DEADLINE, GUNICORN, POLL, raw_request
+from apps_live import APPS, DEADLINE, POLL, SERVE, raw_request
 from polling import wait_for
 
 
@@ -12,7 +12,7 @@ from polling import wait_for
 def test_settings_come_from_the_environment(app):
     env = {"PATH": "/usr/bin:/bin", "WEB_CONCURRENCY": "3", "GUNICORN_THREADS": "5", "PORT": "4040"}
     printed = subprocess.run(
-        [GUNICORN, "--print-config"],
+        [*SERVE, "--print-config"],
         cwd=APPS / app,
         env=env,
         capture_output=True,

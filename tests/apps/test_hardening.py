@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 import urllib3
-from apps_live import APPS, DEADLINE, GUNICORN, HostileUpstream, raw_request, wait_for
+from apps_live import APPS, DEADLINE, SERVE, HostileUpstream, raw_request, wait_for
 
 TOOK = re.compile(rb" - Took (\d+) milliseconds$")
 
@@ -523,7 +523,8 @@ def test_seeded_workers_draw_the_same_sequence_on_every_run(serve):
         ("webserver", {"FAIL_SEED": "1e3"}, "FAIL_SEED='1e3': expected a whole number"),
         ("webserver", {"FAIL_RATE": " 0.5"}, "FAIL_RATE=' 0.5'"),
         ("webserver", {"DELAY_MAX_SECONDS": "nan"}, "DELAY_MAX_SECONDS='nan'"),
-        ("webserver", {"WEB_CONCURRENCY": "1e3"}, "WEB_CONCURRENCY"),  # gunicorn's own check
+        ("webserver", {"WEB_CONCURRENCY": "1e3"}, "WEB_CONCURRENCY='1e3': expected a whole number"),
+        ("proxy", {"WEB_CONCURRENCY": "two"}, "WEB_CONCURRENCY='two': expected a whole number"),
         ("webserver", {"WEB_CONCURRENCY": "1000"}, "WEB_CONCURRENCY='1000'"),
         ("webserver", {"GUNICORN_THREADS": "8_0"}, "GUNICORN_THREADS='8_0'"),
         ("webserver", {"GUNICORN_HEADER_TIMEOUT": "0"}, "GUNICORN_HEADER_TIMEOUT='0'"),
@@ -623,10 +624,10 @@ def test_a_read_only_dev_shm_falls_back_or_says_what_to_fix():
         pytest.skip("no mount namespaces here")
     tmp = "/tmp"  # noqa: S108 (the fallback under test)
     env = {"PATH": os.environ["PATH"], "TMPDIR": tmp}
-    fell_back = _in_read_only_dev_shm([str(GUNICORN), "--print-config"], env, tmp=tmp)
+    fell_back = _in_read_only_dev_shm([*SERVE, "--print-config"], env, tmp=tmp)
     assert fell_back.returncode == 0, fell_back.stderr
     assert re.search(r"^worker_tmp_dir\s+= /tmp$", fell_back.stdout, re.M)
-    stopped = _in_read_only_dev_shm([str(GUNICORN), "--print-config"], env, tmp=None)
+    stopped = _in_read_only_dev_shm([*SERVE, "--print-config"], env, tmp=None)
     assert stopped.returncode != 0
     assert "no writable directory: gunicorn needs a writable directory" in stopped.stderr
     assert "/dev/shm: Read-only file system" in stopped.stderr  # noqa: S108
