@@ -9,15 +9,22 @@ the servers' CPU time per request (user + system, from /proc: less sensitive to 
 the machine than requests/s).
 Environment: BENCH_DURATION (s per measurement, default 5), BENCH_ROUNDS (default 3),
 BENCH_CONNECTIONS (default 32), BENCH_THREADS (wrk threads, default 2), BENCH_SKIP_NODE=1.
+A second table gives the CPU time of one upstream call of the proxy, by client layer, measured in
+this process against our webserver (BENCH_CALLS calls each, default 2000): what the proxy's
+choice of `requests` costs against the layers under it, beside the CPU budget that the goal
+leaves per proxied request on this machine.
 """
 
+import http.client
 import os
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "apps"))
@@ -31,6 +38,7 @@ DURATION = int(os.environ.get("BENCH_DURATION", "5"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
+CALLS = int(os.environ.get("BENCH_CALLS", "2000"))
 WARMUP = 1
 OURS_PROXIED = "ours: proxy -> webserver"
 OURS_KEEPALIVE = "ours: proxy -> web, keep-alive"  # PROXY_UPSTREAM_KEEPALIVE, as behind a mesh
@@ -134,6 +142,62 @@ def stop_all(processes):
             process.wait(timeout=10)
 
 
+def upstream_call_costs(web_port):
+    """[(client layer, CPU us per call)] of one GET / of our webserver, a new connection each
+    (the proxy's default), measured in this process with time.process_time (user + system)."""
+    os.environ["PROXYURL"] = f"http://127.0.0.1:{web_port}"
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "apps" / "proxy"))
+    import proxy
+    import urllib3
+
+    url = proxy.upstream_url("/")
+    pool = urllib3.HTTPConnectionPool("127.0.0.1", web_port, maxsize=1)
+    close = {"Connection": "close"}
+
+    def with_http_client():
+        connection = http.client.HTTPConnection("127.0.0.1", web_port)
+        connection.request("GET", "/", headers=close)
+        connection.getresponse().read()
+        connection.close()
+
+    def with_socket():
+        with socket.create_connection(("127.0.0.1", web_port)) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+            while sock.recv(65536):
+                pass
+
+    layers = [
+        ("proxy.fetch (requests adapter, hardened)", lambda: proxy.fetch(url, {})),
+        ("urllib3 pool.urlopen", lambda: pool.urlopen("GET", "/", headers=close).data),
+        ("http.client", with_http_client),
+        ("socket, request bytes written by hand", with_socket),
+    ]
+    costs = []
+    for name, call in layers:
+        call()
+        start = time.process_time()
+        for _ in range(CALLS):
+            call()
+        costs.append((name, (time.process_time() - start) / CALLS * 1e6))
+    return costs
+
+
+def print_call_costs(costs, seed_rps):
+    row = "| {:<41} | {:>12} |"
+    print(f"\n## The proxy's upstream call: CPU per call by client layer ({CALLS} calls each)")
+    print(row.format("client layer", "CPU us/call"))
+    print(row.format("-" * 41, "-" * 12).replace(" ", "-"))
+    for name, cpu_us in costs:
+        print(row.format(name, f"{cpu_us:,.0f}"))
+    if seed_rps:
+        budget = os.cpu_count() * 1e6 / (GOAL * seed_rps)
+        print(
+            f"\nThe goal ({GOAL:.2f} x {seed_rps:,.0f} req/s) leaves at most {budget:,.0f} us of "
+            f"CPU per proxied request on {os.cpu_count()} CPUs, for wrk, the proxy (its serving "
+            "and this call) and the webserver together."
+        )
+
+
 def main():
     if not shutil.which("wrk"):
         sys.exit("bench/apps.py needs wrk: apt-get update && apt-get install -y wrk")
@@ -155,6 +219,8 @@ def main():
                 print(f">> round {round_}/{ROUNDS}", file=sys.stderr, flush=True)
                 for name, (port, roots) in ports.items():
                     runs.setdefault(name, []).append(measure(port, roots))
+            print(">> the upstream call, by client layer", file=sys.stderr, flush=True)
+            costs = upstream_call_costs(ports["ours: webserver (gunicorn)"][0])
         finally:
             stop_all(processes)
     row = "| {:<31} | {:>7} | {:>6} | {:>6} | {:>10} | {:>6} |"
@@ -178,6 +244,7 @@ def main():
                 f"per round: {', '.join(f'{r:.2f}' for r in rounds)}; "
                 f"median {statistics.median(rounds):.2f})"
             )
+    print_call_costs(costs, median.get(SEED_PROXIED))
 
 
 if __name__ == "__main__":
