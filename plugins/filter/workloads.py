@@ -192,7 +192,7 @@ def rollout_state(deployment):
     if updated < spec_replicas:
         return f"{name}: {updated} of {spec_replicas} replicas updated"
     if status.get("replicas", 0) > updated:
-        return f"{name}: {status['replicas'] - updated} old replicas still terminating"
+        return f"{name}: {status['replicas'] - updated} old replicas not yet scaled down"
     available = status.get("availableReplicas", 0)
     if available < updated:
         return f"{name}: {available} of {updated} updated replicas available"

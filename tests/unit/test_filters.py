@@ -149,7 +149,10 @@ AVAILABLE = [{"type": "Available", "status": "True"}]
         ),
         (deployment(generation=2, observedGeneration=1), "not seen the latest spec"),
         (deployment(observedGeneration=1, updatedReplicas=1), "1 of 2 replicas updated"),
-        (deployment(observedGeneration=1, replicas=3, updatedReplicas=2), "1 old replicas"),
+        (
+            deployment(observedGeneration=1, replicas=3, updatedReplicas=2),
+            "1 old replicas not yet scaled down",
+        ),
         (
             deployment(observedGeneration=1, replicas=2, updatedReplicas=2, availableReplicas=1),
             "1 of 2 updated replicas available",
