@@ -260,7 +260,8 @@ class HostileUpstream:
         self.port = self.listener.getsockname()[1]
         self.url = f"http://{'[' + host + ']' if family == socket.AF_INET6 else host}:{self.port}"
         self.stopped = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.serving = threading.Thread(target=self._serve, daemon=True)
+        self.serving.start()
 
     def _serve(self):
         while not self.stopped.is_set():
@@ -291,4 +292,9 @@ class HostileUpstream:
 
     def stop(self):
         self.stopped.set()
+        # close() alone leaves a blocked accept() holding the listener open: a later test's
+        # connection to the same port would be accepted here and dropped unanswered.
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
+        self.serving.join(DEADLINE)
