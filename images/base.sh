@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Builds the local base image (Debian bookworm minbase + Python 3 from Debian's packages), a
 # stand-in for python:3.11-slim: `python`, `pip` usable without a venv, CA certificates.
+# `base.sh jre` builds the same with Debian's Java 17 runtime added (the Zipkin server's).
 # Cached: rebuilt only when this script changes. Prints the image reference.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require_root
 
 PACKAGES=python3,python3-pip,python-is-python3,ca-certificates
+case ${1:-base} in
+base) name=base ;;
+jre) name=jre PACKAGES+=,openjdk-17-jre-headless ;;
+*) die "usage: base.sh [jre]" ;;
+esac
 tag=$(content_hash images/base.sh "$DEBIAN_SUITE" "$PACKAGES")
-ref=$IMAGE_PREFIX/base:$tag
+ref=$IMAGE_PREFIX/$name:$tag
 if image_exists "$ref"; then
 	echo "$ref"
 	exit 0
@@ -33,6 +39,6 @@ tar -C "$rootfs" -c . | tar -C "$mnt" -x
 bah umount "$ctr" >/dev/null
 bah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 	--env LANG=C.UTF-8 --env PYTHONUNBUFFERED=1 --cmd python3 \
-	--label org.opencontainers.image.description="mesh-playground base: Debian $DEBIAN_SUITE minbase + Python 3" "$ctr"
+	--label org.opencontainers.image.description="mesh-playground $name: Debian $DEBIAN_SUITE minbase + ${PACKAGES//,/ }" "$ctr"
 bah commit --quiet --rm "$ctr" "$ref" >/dev/null
 echo "$ref"

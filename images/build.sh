@@ -5,6 +5,8 @@
 #   apps   apps/<app>/Containerfile on the base (images/apps.sh), tagged by content hash
 #   istio  pilot, proxyv2, install-cni from Istio built from source (images/istio.sh; the first
 #          run builds Istio, ~15 min cold), one hub and tag for the charts (roles/istio_mesh)
+#   observability  prometheus and zipkin (images/observability.sh; the first run builds
+#          Prometheus, ~3-5 min cold, and fetches Zipkin), for roles/mesh_observability
 # then imports them into the real node's containerd when it runs, and writes what it made (image
 # references, Istio's charts, Helm, the node's CNI dirs) to .cluster/images.yml, which
 # inventory/local reads.
@@ -27,9 +29,11 @@ read -r istio_hub istio_tag <<<"${istio##*$'\n'}"
 [[ $istio_hub == "$IMAGE_PREFIX/istio" && -n $istio_tag ]] || die "images/istio.sh printed '$istio', expected 'HUB TAG'"
 istio_refs=("$istio_hub/pilot:$istio_tag" "$istio_hub/proxyv2:$istio_tag" "$istio_hub/install-cni:$istio_tag")
 info "Istio images: $istio_hub/{pilot,proxyv2,install-cni}:$istio_tag"
+mapfile -t observability_refs < <("$REPO_ROOT/images/observability.sh")
+info "observability images: ${observability_refs[*]}"
 
 # Older builds of the same images: dropped from the store and the archive cache.
-current=" $base $pause ${app_refs[*]} ${istio_refs[*]} "
+current=" $base $("$REPO_ROOT/images/base.sh" jre) $pause ${app_refs[*]} ${istio_refs[*]} ${observability_refs[*]} "
 for ref in $(bah images --format '{{.Name}}:{{.Tag}}' | grep "^$IMAGE_PREFIX/"); do
 	[[ $current == *" $ref "* ]] || bah rmi --force "$ref" >/dev/null 2>&1 || true
 done
@@ -45,6 +49,9 @@ mkdir -p "$(dirname "$VARS_FILE")"
 	echo "# variables of the roles that use it (inventory/local reads them from here)."
 	echo "app_workloads_images:"
 	for i in "${!APPS[@]}"; do echo "  ${APPS[i]}: \"${app_refs[i]}\""; done
+	echo "mesh_observability_images:"
+	echo "  prometheus: \"${observability_refs[0]}\""
+	echo "  zipkin: \"${observability_refs[1]}\""
 	echo "istio_mesh_hub: \"$istio_hub\""
 	echo "istio_mesh_tag: \"$istio_tag\""
 	echo "istio_mesh_charts_dir: \"$("$REPO_ROOT/cluster/istio-build.sh" path istio)/charts\""
@@ -56,7 +63,7 @@ mkdir -p "$(dirname "$VARS_FILE")"
 mv "$VARS_FILE.tmp" "$VARS_FILE"
 
 if [[ -S $SOCKET ]] && ctr --address "$SOCKET" version >/dev/null 2>&1; then
-	"$REPO_ROOT/images/import.sh" "$SOCKET" "$pause" "${app_refs[@]}" "${istio_refs[@]}"
+	"$REPO_ROOT/images/import.sh" "$SOCKET" "$pause" "${app_refs[@]}" "${istio_refs[@]}" "${observability_refs[@]}"
 	info "images present in the real node's containerd"
 else
 	info "the real node is not running: images are imported when it is (make cluster-up CLUSTER_NODE_MODE=real, then make images)"
