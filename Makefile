@@ -133,6 +133,7 @@ deploy: venv ## Bring the local cluster up (real node, Istio) and deploy the app
 	@echo ">> what runs in namespace mesh-playground:"
 	@$(KUBECTL) --kubeconfig .cluster/kubeconfig --context mesh-playground -n mesh-playground get deployments,pods,services -o wide
 	@if [ "$(NODE_MODE)" = real ]; then echo ">> the apps answer at (make url):"; cluster/node-real/url.sh --answer; fi
+	@if [ "$(NODE_MODE)" = real ]; then cluster/node-real/url.sh --observe 2>/dev/null | sed '1i >> see the mesh act (make observe-url; docs/observe.md):' || true; fi
 
 undeploy: venv ## Remove the apps, their mesh policies and Istio from the local cluster, waiting until gone (the cluster keeps running)
 	ansible-playbook playbooks/undeploy.yml $(MESH_ARGS)
@@ -148,6 +149,10 @@ images: ## Build the base, sandbox and app images locally (cached) and import th
 
 url: ## Where the apps answer from this machine: the ingress gateway (mesh on), else the proxy Service (real node mode)
 	@cluster/node-real/url.sh
+
+.PHONY: observe-url
+observe-url: ## Where the live view, Zipkin and Prometheus answer from this machine (docs/observe.md)
+	@cluster/node-real/url.sh --observe
 
 # Joins the real node to the cluster if it runs in kwok mode (as inside `make test`).
 test-e2e: venv mesh-up ## End to end through real pods and sidecars: traffic, rolling update under load, pod loss, undeploy

@@ -25,7 +25,19 @@ OVERRIDABLE = (
     "clients",
     "upstreams",
 )
-KNOWN_KEYS = frozenset(OVERRIDABLE) | {"app", "version", "name", "image", "env"}
+# Per entry only: `enabled` (false leaves the workload out, so a deploy removes it), `sidecar`
+# (false keeps the mesh's proxy out of its pods), `api_read` (resources of the namespace its
+# ServiceAccount may read: [{group: networking.istio.io, resources: [virtualservices]}]).
+KNOWN_KEYS = frozenset(OVERRIDABLE) | {
+    "app",
+    "version",
+    "name",
+    "image",
+    "env",
+    "enabled",
+    "sidecar",
+    "api_read",
+}
 NAME = re.compile(r"^[a-z]([-a-z0-9]{0,40}[a-z0-9])?$")
 VERSION = re.compile(r"^v[0-9]+$")
 IMAGE = re.compile(
@@ -42,6 +54,16 @@ def workload_name(entry):
     return entry.get("name") or f"{entry['app']}{entry['version']}"
 
 
+def _flag(value):
+    """A switch that may arrive templated as a string ("True", "false")."""
+    return value if isinstance(value, bool) else str(value).strip().lower() in ("true", "yes", "1")
+
+
+def enabled(entries):
+    """The entries that are not switched off (`enabled: false`)."""
+    return [e for e in entries if not isinstance(e, dict) or _flag(e.get("enabled", True))]
+
+
 def _merged(entry, defaults, images):
     w = {key: defaults[key] for key in OVERRIDABLE}
     w.update({k: v for k, v in entry.items() if k in OVERRIDABLE})
@@ -50,6 +72,8 @@ def _merged(entry, defaults, images):
     w["name"] = workload_name(entry)
     w["image"] = entry.get("image") or images.get(entry["app"], "")
     w["selector"] = {"app": entry["app"], "version": entry["version"]}
+    w["sidecar"] = _flag(entry.get("sidecar", True))
+    w["api_read"] = entry.get("api_read") or []
     w["env"] = {
         "PORT": str(w["port"]),
         "BIND_ADDRESS": "0.0.0.0",  # noqa: S104 - a pod's own network namespace
@@ -71,8 +95,9 @@ def _whole(value):
 def workload_problems(entries, defaults, images):
     """Every problem of the entries, one message each, naming the entry and what to change."""
     problems = []
-    if not isinstance(entries, list) or not entries:
+    if not isinstance(entries, list) or not enabled(entries):
         return ["app_workloads: list at least one workload, e.g. {app: webserver, version: v1}."]
+    entries = enabled(entries)
     names = []
     for index, entry in enumerate(entries):
         where = f"app_workloads[{index}]"
@@ -134,6 +159,19 @@ def workload_problems(entries, defaults, images):
         bad_env = sorted(k for k in w["env"] if not ENV_NAME.match(k))
         if bad_env:
             problems.append(f"{where}.env: {bad_env} are not environment variable names.")
+        if not isinstance(w["api_read"], list) or any(
+            not isinstance(r, dict)
+            or set(r) != {"group", "resources"}
+            or not isinstance(r["group"], str)
+            or not isinstance(r["resources"], list)
+            or not r["resources"]
+            for r in w["api_read"]
+        ):
+            problems.append(
+                f"{where}.api_read={w['api_read']!r}: use a list of {{group: <API group, '' for"
+                " the core group>, resources: [<plural>, ...]}, e.g. {group: networking.istio.io,"
+                " resources: [virtualservices]}."
+            )
         for key in ("clients", "upstreams"):
             if not isinstance(w[key], list) or any(not isinstance(a, str) for a in w[key]):
                 problems.append(
@@ -157,8 +195,9 @@ def workload_problems(entries, defaults, images):
 
 
 def workloads(entries, defaults, images):
-    """The entries with every default filled in (call after workload_problems found none)."""
-    return [_merged(entry, defaults, images) for entry in entries]
+    """The enabled entries with every default filled in (call after workload_problems found
+    none)."""
+    return [_merged(entry, defaults, images) for entry in enabled(entries)]
 
 
 def workload_services(expanded):

@@ -1,0 +1,310 @@
+"""Seeing the mesh act (docs/observe.md), over real traffic through the ingress gateway and the
+real sidecars: one trace per call in Zipkin, a 5 s fault delay as a long span, retries as
+spans of their own, and Istio-style request metrics in Prometheus that agree with what the
+client saw (an 80/20 split, a 50 % abort).
+
+The module deploys the apps into a namespace of its own (one replica each, webserver v2's
+/failsometimes always failing) with playbooks/deploy.yml, drives the policies with
+playbooks/policies.yml, and undeploys at the end. The stack itself (Zipkin, Prometheus, the
+EnvoyFilter) is what `make mesh-up` (playbooks/istio.yml) installed. Traffic goes only to
+127.0.0.1 NodePorts. The tests run in file order.
+"""
+
+import json
+import secrets
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from e2e_live import CONTEXT, IMAGES_VARS, KUBECONFIG, REPO, run
+from kubernetes import client
+from polling import wait_for
+from traffic import measure, one
+
+pytestmark = pytest.mark.realnode
+
+NAMESPACE = "mesh-observe"
+# inventory/local gives a namespace of its own this host on the ingress gateway.
+GATEWAY_HOST = f"{NAMESPACE}.mesh-playground.local"
+OBSERVABILITY_NAMESPACE = "mesh-observability"
+GATEWAY = ("istio-ingress", "istio-ingressgateway", "http2")
+PLAYBOOK_ARGS = ["-e", f"@{IMAGES_VARS}", "-e", f"playground_namespace={NAMESPACE}"]
+
+
+def node_port(core: client.CoreV1Api, namespace: str, service: str, port_name: str) -> int:
+    ports = core.read_namespaced_service(service, namespace).spec.ports
+    return next(p.node_port for p in ports if p.name == port_name)
+
+
+def get_json(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (127.0.0.1)
+        return json.load(response)
+
+
+def policies(tmp_path: Path, **variables: object) -> None:
+    """Applies mesh policy sets to the test's namespace (playbooks/policies.yml)."""
+    extra = tmp_path / f"policies-{secrets.token_hex(4)}.json"
+    extra.write_text(json.dumps(variables))
+    result = run("ansible-playbook", "playbooks/policies.yml", *PLAYBOOK_ARGS, "-e", f"@{extra}")
+    assert result.returncode == 0, "playbooks/policies.yml failed (output above)"
+
+
+@pytest.fixture(scope="module")
+def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The apps as the role ships them, one replica each, v2's /failsometimes always failing."""
+    defaults = yaml.safe_load((REPO / "roles/app_workloads/defaults/main.yml").read_text())
+    workloads = defaults["app_workloads"]
+    for entry in workloads:
+        if entry["app"] == "webserver" and entry["version"] == "v2":
+            entry["env"] = {**entry["env"], "FAIL_RATE": "1"}
+    extra = tmp_path_factory.mktemp("observe") / "workloads.json"
+    extra.write_text(json.dumps({"app_workloads": workloads, "app_workloads_replicas": 1}))
+    result = run("ansible-playbook", "playbooks/deploy.yml", *PLAYBOOK_ARGS, "-e", f"@{extra}")
+    assert result.returncode == 0, "playbooks/deploy.yml failed (output above)"
+    yield
+    result = run("ansible-playbook", "playbooks/undeploy.yml", *PLAYBOOK_ARGS)
+    assert result.returncode == 0, "playbooks/undeploy.yml failed (output above)"
+
+
+@pytest.fixture(scope="module")
+def urls(core: client.CoreV1Api, observed: None) -> dict[str, str]:
+    ours = OBSERVABILITY_NAMESPACE
+    found = {
+        "gateway": f"http://127.0.0.1:{node_port(core, *GATEWAY)}",
+        "zipkin": f"http://127.0.0.1:{node_port(core, ours, 'zipkin', 'http-query')}",
+        "prometheus": f"http://127.0.0.1:{node_port(core, ours, 'prometheus', 'http-web')}",
+    }
+    wait_for(
+        lambda: one(found["gateway"] + "/", {"Host": GATEWAY_HOST}, 10).get("version"),
+        180,
+        f"an answer of a webserver through the gateway (Host {GATEWAY_HOST})",
+    )
+    return found
+
+
+# --------------------------------------------------------------------------- traces
+def traced(urls: dict[str, str], path: str = "/") -> tuple[str, str, dict]:
+    """One request through the gateway with a B3 trace id of ours: (trace id, our span id,
+    the answer)."""
+    trace_id, span_id = secrets.token_hex(16), secrets.token_hex(8)
+    headers = {
+        "Host": GATEWAY_HOST,
+        "x-b3-traceid": trace_id,
+        "x-b3-spanid": span_id,
+        "x-b3-sampled": "1",
+    }
+    return trace_id, span_id, one(urls["gateway"] + path, headers, 30)
+
+
+def trace(urls: dict[str, str], trace_id: str, at_least: int, what: str) -> list[dict]:
+    """The trace's spans once Zipkin holds `at_least` (Envoy reports them within seconds)."""
+
+    def spans() -> list[dict] | None:
+        try:
+            found = get_json(f"{urls['zipkin']}/api/v2/trace/{trace_id}")
+        except OSError:  # 404 until the first span arrives
+            return None
+        return found if len(found) >= at_least else None
+
+    return wait_for(spans, 60, f"{at_least} spans of trace {trace_id} in Zipkin ({what})")
+
+
+def service(span: dict) -> str:
+    return span.get("localEndpoint", {}).get("serviceName", "")
+
+
+def test_a_call_is_one_trace_across_gateway_proxy_and_webserver(urls: dict[str, str]) -> None:
+    trace_id, our_span, answer = traced(urls)
+    assert answer["status"] == 200 and answer.get("version"), answer
+    spans = trace(urls, trace_id, 4, "gateway, proxy inbound and outbound, webserver inbound")
+    services = [service(s) for s in spans]
+    print("spans:", [(service(s), s.get("kind"), s.get("name")) for s in spans])
+    assert any(s.startswith("istio-ingressgateway.") for s in services), services
+    assert any(s.startswith(f"proxy.{NAMESPACE}") for s in services), services
+    assert any(s.startswith(f"webserver.{NAMESPACE}") for s in services), services
+    # One trace: every span carries our trace id, and each span's parent is a span of the
+    # trace, or (the gateway's) the span id we sent.
+    ids = {s["id"] for s in spans}
+    assert {s["traceId"] for s in spans} == {trace_id}
+    assert all(s.get("parentId") in ids | {our_span} for s in spans), spans
+    assert [s for s in spans if s.get("parentId") == our_span], "no span is a child of ours"
+    # The proxy has both its inbound (SERVER) and its outbound (CLIENT) hop.
+    proxy_kinds = {s.get("kind") for s in spans if service(s).startswith(f"proxy.{NAMESPACE}")}
+    assert {"SERVER", "CLIENT"} <= proxy_kinds, proxy_kinds
+
+
+def test_dependencies_show_gateway_to_proxy_to_webserver(urls: dict[str, str]) -> None:
+    def links() -> set[tuple[str, str]] | None:
+        end = int(time.time() * 1000)
+        found = get_json(f"{urls['zipkin']}/api/v2/dependencies?endTs={end}&lookback=3600000")
+        pairs = {(d["parent"], d["child"]) for d in found}
+        wanted = {
+            (p, c)
+            for p, c in pairs
+            if (p.startswith("istio-ingressgateway.") and c == f"proxy.{NAMESPACE}")
+            or (p == f"proxy.{NAMESPACE}" and c == f"webserver.{NAMESPACE}")
+        }
+        return wanted if len(wanted) == 2 else None
+
+    wait_for(links, 60, "the links gateway -> proxy -> webserver in Zipkin's dependencies")
+
+
+def wait_route(urls: dict[str, str], check: object, what: str) -> None:
+    """Polls (20 requests a try) until the policy just applied answers as it says."""
+    wait_for(
+        lambda: check(measure(urls["gateway"] + "/", 20, 4, {"Host": GATEWAY_HOST}, 30)),
+        120,
+        what,
+        interval=1,
+    )
+
+
+def test_a_5s_fault_delay_is_a_long_span_on_the_proxys_outbound_hop(
+    urls: dict[str, str], tmp_path: Path
+) -> None:
+    policies(
+        tmp_path,
+        mesh_policies_sets=["subsets", "split", "gateway", "fault-delay"],
+        mesh_policies_fault_delay_percent=100,
+        mesh_policies_fault_delay_duration="5s",
+    )
+    wait_route(urls, lambda m: min(m["ms"]) >= 5000, "every answer delayed by 5 s")
+    trace_id, _, answer = traced(urls)
+    assert answer["status"] == 200 and answer["ms"] >= 5000, answer
+    spans = trace(urls, trace_id, 4, "the delayed call")
+    outbound = [
+        s for s in spans if service(s) == f"proxy.{NAMESPACE}" and s.get("kind") == "CLIENT"
+    ]
+    print("proxy outbound spans (µs):", [s["duration"] for s in outbound])
+    assert outbound and max(s["duration"] for s in outbound) >= 5_000_000, outbound
+
+
+def test_retries_are_spans_of_their_own(urls: dict[str, str], tmp_path: Path) -> None:
+    """v2's /failsometimes always fails: with retry-5xx a call that met v2 first shows that
+    attempt (500) and the next one as two webserver spans under one proxy outbound span."""
+    policies(tmp_path, mesh_policies_sets=["subsets", "split", "gateway", "retry-5xx"])
+    wait_route(urls, lambda m: max(m["ms"]) < 5000, "the delay gone")
+
+    def retried() -> list[dict] | None:
+        trace_id, _, _ = traced(urls, "/failsometimes")
+        spans = trace(urls, trace_id, 4, "a call to /failsometimes")
+        servers = [
+            s for s in spans if service(s) == f"webserver.{NAMESPACE}" and s.get("kind") == "SERVER"
+        ]
+        return servers if len(servers) >= 2 else None
+
+    servers = wait_for(retried, 120, "a traced call whose first attempt met v2 (50/50 split)")
+    codes = sorted(s.get("tags", {}).get("http.status_code") for s in servers)
+    print(
+        "webserver spans of one call:",
+        [(s["id"], s.get("parentId"), s.get("tags")) for s in servers],
+    )
+    assert "500" in codes and "200" in codes, codes
+    assert len({s.get("parentId") for s in servers}) == 1, (
+        "the attempts share the proxy's outbound span"
+    )
+
+
+# --------------------------------------------------------------------------- metrics
+def requests_by(urls: dict[str, str], label: str) -> dict[str, float]:
+    """istio_requests_total as the proxy's sidecar reported it (reporter=source) towards the
+    webserver, summed by `label`."""
+    query = (
+        f'sum by ({label}) (istio_requests_total{{reporter="source",source_workload="proxy",'
+        f'source_workload_namespace="{NAMESPACE}",destination_service_name="webserver"}})'
+    )
+    found = get_json(f"{urls['prometheus']}/api/v1/query?query={urllib.parse.quote(query)}")
+    return {r["metric"].get(label, ""): float(r["value"][1]) for r in found["data"]["result"]}
+
+
+def counted(urls: dict[str, str], label: str, before: dict[str, float], sent: int) -> dict:
+    """What Prometheus counted since `before`, once all `sent` requests are in (the proxy's
+    sidecar is scraped every 5 s)."""
+
+    def delta() -> dict[str, float] | None:
+        now = requests_by(urls, label)
+        diff = {k: v - before.get(k, 0) for k, v in now.items() if v - before.get(k, 0) > 0}
+        return diff if sum(diff.values()) >= sent else None
+
+    return wait_for(delta, 90, f"{sent} requests counted in istio_requests_total", interval=1)
+
+
+def test_an_80_20_split_in_prometheus_agrees_with_the_client(
+    urls: dict[str, str], tmp_path: Path
+) -> None:
+    """1,000 requests: Prometheus' V1 share 0.80 ± 0.05 (4 sd of a binomial share at n=1000),
+    and within 2 % of the share the client saw."""
+    policies(
+        tmp_path,
+        mesh_policies_sets=["subsets", "split", "gateway"],
+        mesh_policies_split_weights={"v1": 80, "v2": 20},
+    )
+    # A few requests cannot tell 80/20 from 50/50: wait for the route in Envoy's own config.
+    wait_for(
+        lambda: route_weights(NAMESPACE) == [80, 20], 120, "the 80/20 route in the proxy's sidecar"
+    )
+    before = requests_by(urls, "destination_version")
+    seen = measure(urls["gateway"] + "/", 1000, 8, {"Host": GATEWAY_HOST}, 30)
+    assert seen["status"] == {"200": 1000}, seen["status"]
+    counts = counted(urls, "destination_version", before, 1000)
+    share = counts.get("v1", 0) / sum(counts.values())
+    client_share = seen["version"].get("v1", 0) / 1000
+    print(
+        f"Prometheus {counts}, V1 share {share:.3f}; client {seen['version']}, {client_share:.3f}"
+    )
+    assert sum(counts.values()) == 1000, counts
+    assert abs(share - 0.80) <= 0.05
+    assert abs(share - client_share) <= 0.02
+
+
+def test_a_50_percent_abort_shows_as_its_status_code(urls: dict[str, str], tmp_path: Path) -> None:
+    """1,000 requests with fault-abort 50 % 400: response_code 400 share 0.50 ± 0.05 (3 sd)."""
+    policies(
+        tmp_path,
+        mesh_policies_sets=["subsets", "split", "gateway", "fault-abort"],
+        mesh_policies_fault_abort_percent=50,
+        mesh_policies_fault_abort_status=400,
+    )
+    wait_route(urls, lambda m: m["status"].get("400", 0) >= 3, "aborted answers (400)")
+    before = requests_by(urls, "response_code")
+    seen = measure(urls["gateway"] + "/", 1000, 8, {"Host": GATEWAY_HOST}, 30)
+    counts = counted(urls, "response_code", before, 1000)
+    share = counts.get("400", 0) / sum(counts.values())
+    print(f"Prometheus {counts}, 400 share {share:.3f}; client {seen['status']}")
+    assert set(counts) <= {"200", "400"}, counts
+    assert abs(share - 0.50) <= 0.05
+
+
+def route_weights(namespace: str) -> list[int] | None:
+    """The weights of the proxy sidecar's route to the webserver, from Envoy's config dump."""
+    result = run(
+        str(REPO / ".cluster/bin/kubectl"),
+        f"--kubeconfig={KUBECONFIG}",
+        f"--context={CONTEXT}",
+        f"--namespace={namespace}",
+        "exec",
+        "deploy/proxy",
+        "-c",
+        "istio-proxy",
+        "--",
+        "pilot-agent",
+        "request",
+        "GET",
+        "config_dump?resource=dynamic_route_configs",
+        timeout=30,
+    )
+    if result.returncode != 0:
+        return None
+    for config in json.loads(result.stdout).get("configs", []):
+        for host in config.get("route_config", {}).get("virtual_hosts", []):
+            if not any(d.startswith("webserver.") for d in host.get("domains", [])):
+                continue
+            for route in host.get("routes", []):
+                clusters = route.get("route", {}).get("weighted_clusters", {}).get("clusters", [])
+                if clusters:
+                    return [c.get("weight") for c in clusters]
+    return None
