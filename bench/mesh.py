@@ -5,8 +5,11 @@ one replica per workload: namespace bench-mesh-off without sidecars (playground_
 and bench-mesh-on with them (the inventory's mesh policies: DestinationRule subsets and the
 default 50/50 v1/v2 split). fortio (built from its Go module into the cache) holds a fixed rate
 below the stack's saturation against the proxy's NodePort on 127.0.0.1 in each namespace, in
-turns, BENCH_RUNS times; the table shows the median run of each figure:
-- latency:  fortio's p50/p90/p99, without and with sidecars, and what the sidecars add;
+turns, BENCH_RUNS times. With the observability stack installed (docs/observe.md), the sidecars
+run once with telemetry (request metrics and tracing at the deployed sampling) and once without
+it (its Telemetry and EnvoyFilter taken away for the run, then put back); the table shows the
+median run of each figure:
+- latency:  fortio's p50/p90/p99, without and with sidecars (and telemetry), and what they add;
 - sidecars: the istio-proxy containers' CPU (usageCoreNanoSeconds over the run) and memory
             (largest workingSetBytes during the run), from the kubelet's summary API through
             the API server, per sidecar and normalised per 1,000 requests/s through it;
@@ -46,7 +49,11 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "30"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", "5"))
 RUNS = int(os.environ.get("BENCH_RUNS") or os.environ.get("BENCH_ROUNDS") or "3")
 OFF, ON = "bench-mesh-off", "bench-mesh-on"
+# The same namespace as ON, measured while the mesh-wide telemetry objects are taken away.
+QUIET = "bench-mesh-on, telemetry off"
 SIDECAR = "istio-proxy"
+# What mesh_observability puts in Istio's root namespace: tracing and the request metrics.
+TELEMETRY = (("telemetry", "mesh-default"), ("envoyfilter", "mesh-playground-request-metrics"))
 # Istio's published figures: a sidecar with 2 worker threads, per 1,000 rps of 1 KB requests
 # (Istio 1.24); the two sidecars of a call at p90/p99 (Istio 1.12, default config).
 GOAL_VCPU, GOAL_MB = 0.20, 60.0
@@ -193,6 +200,53 @@ def hop_times(pods, since):
     }
 
 
+class Telemetry:
+    """Takes the mesh-wide telemetry objects away (and back), waiting until the proxy's sidecar
+    has (or no longer has) the stats access logger in its listeners."""
+
+    def __init__(self):
+        self.saved = []
+        for kind, name in TELEMETRY:
+            found = kubectl("-n", "istio-system", "get", kind, name, "-o", "json", check=False)
+            if found:
+                obj = json.loads(found)
+                for key in ("resourceVersion", "uid", "creationTimestamp", "generation",
+                            "managedFields"):  # fmt: skip
+                    obj["metadata"].pop(key, None)
+                self.saved.append(obj)
+
+    def __bool__(self):
+        return len(self.saved) == len(TELEMETRY)
+
+    def listeners_have_stats(self):
+        pod = kubectl("-n", ON, "get", "pods", "-l", "app=proxy", "-o",
+                      "jsonpath={.items[0].metadata.name}")  # fmt: skip
+        dump = kubectl("-n", ON, "exec", pod, "-c", SIDECAR, "--", "pilot-agent", "request", "GET",
+                       "config_dump?resource=dynamic_listeners", check=False)  # fmt: skip
+        return "envoy.access_loggers.stats" in dump
+
+    def _wait(self, present):
+        deadline = time.monotonic() + 60
+        while self.listeners_have_stats() != present:
+            if time.monotonic() > deadline:
+                sys.exit(f"the proxy's sidecar did not {'get' if present else 'drop'} the request"
+                         " metrics within 60 s")  # fmt: skip
+            time.sleep(1)
+
+    def off(self):
+        for kind, name in TELEMETRY:
+            kubectl("-n", "istio-system", "delete", kind, name, "--ignore-not-found")
+        self._wait(False)
+
+    def on(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as manifest:
+            json.dump({"apiVersion": "v1", "kind": "List", "items": self.saved}, manifest)
+            manifest.flush()
+            kubectl("apply", "--server-side", "--field-manager=mesh-playground",
+                    "--force-conflicts", "-f", manifest.name)  # fmt: skip
+        self._wait(True)
+
+
 def measure(namespace, url, node):
     fortio(url, WARMUP)
     sampler = Sampler(node)
@@ -249,15 +303,26 @@ def main():
     try:
         urls[OFF] = deploy(OFF, mesh=False)
         urls[ON] = deploy(ON, mesh=True)
-        runs = {OFF: [], ON: []}
+        telemetry = Telemetry()
+        modes = (OFF, ON, QUIET) if telemetry else (OFF, ON)
+        if not telemetry:
+            print(">> no observability stack (mesh_observability): sidecars measured as they are")
+        runs = {mode: [] for mode in modes}
         hops = []
         for number in range(RUNS):
-            order = (OFF, ON) if number % 2 == 0 else (ON, OFF)  # alternate: load drifts
-            for namespace in order:
-                print(f">> run {number + 1}/{RUNS}: {namespace}, fortio -qps {QPS} -c {CONNECTIONS}"
+            order = modes if number % 2 == 0 else modes[::-1]  # alternate: load drifts
+            for mode in order:
+                namespace = OFF if mode == OFF else ON
+                print(f">> run {number + 1}/{RUNS}: {mode}, fortio -qps {QPS} -c {CONNECTIONS}"
                       f" -t {SECONDS}s (after {WARMUP} s warm-up)", flush=True)  # fmt: skip
-                runs[namespace].append(measure(namespace, urls[namespace], node))
-                if namespace == ON:
+                if mode == QUIET:
+                    telemetry.off()
+                try:
+                    runs[mode].append(measure(namespace, urls[namespace], node))
+                finally:
+                    if mode == QUIET:
+                        telemetry.on()
+                if mode == ON:
                     pods = sorted(
                         {(app_of(p), p) for p, c in runs[ON][-1]["usage"] if c == SIDECAR}
                     )
@@ -304,54 +369,86 @@ def table(header, rows):
 
 def report(runs, hops):
     off, on = runs[OFF], runs[ON]
+    quiet = runs.get(QUIET)
     rps = {ns: median([r["rps"] for r in runs[ns]]) for ns in runs}
     print(f"\nMesh benchmark: fortio {FORTIO_VERSION} -qps {QPS} -c {CONNECTIONS} -t {SECONDS}s"
           f" -> proxy NodePort on 127.0.0.1 -> webserver v1/v2 (1 replica each),"
           f" median of {RUNS} runs")  # fmt: skip
-    busy = median([r["host_busy"] for r in off + on]) * 100
+    busy = median([r["host_busy"] for rs in runs.values() for r in rs]) * 100
     print(f"machine: 2 cores, {busy:.0f}% busy during the runs (every process on it),"
           f" load average now {os.getloadavg()[0]:.1f}")  # fmt: skip
-    print(f"achieved: {rps[OFF]:.1f} rps without sidecars, {rps[ON]:.1f} rps with; non-200:"
-          f" {sum(r['errors'] for r in off)} / {sum(r['errors'] for r in on)}\n")  # fmt: skip
+    print(
+        "achieved: "
+        + ", ".join(f"{rps[m]:.1f} rps {m}" for m in runs)
+        + "; non-200: "
+        + " / ".join(str(sum(r["errors"] for r in runs[m])) for m in runs)
+        + "\n"
+    )
 
+    # Sidecars alone: telemetry off when it was measured; telemetry: what it adds on top.
+    bare = quiet or on
     rows = []
     for p in PERCENTILES:
-        without, with_ = median([r["p"][p] for r in off]), median([r["p"][p] for r in on])
-        added = median([b["p"][p] - a["p"][p] for a, b in zip(off, on, strict=True)])
+        added = median([b["p"][p] - a["p"][p] for a, b in zip(off, bare, strict=True)])
         goal = f"{GOAL_ADDED_MS[p]:.1f}" if GOAL_ADDED_MS[p] else "-"
-        rows.append((f"p{p}", f"{without:.2f}", f"{with_:.2f}", f"{added:.2f}", goal))
-    header = ("latency (ms)", "without sidecars", "with sidecars", "added", "goal: added")
-    table(header, rows)
-    print("(added: median over the runs of with minus without, each pair run back to back)\n")
+        row = [f"p{p}", f"{median([r['p'][p] for r in off]):.2f}"]
+        if quiet:
+            by_telemetry = median([b["p"][p] - a["p"][p] for a, b in zip(quiet, on, strict=True)])
+            row += [f"{median([r['p'][p] for r in quiet]):.2f}"]
+        row += [f"{median([r['p'][p] for r in on]):.2f}", f"{added:.2f}"]
+        if quiet:
+            row += [f"{by_telemetry:.2f}"]
+        rows.append((*row, goal))
+    header = ["latency (ms)", "without sidecars"]
+    if quiet:
+        header += ["sidecars, telemetry off"]
+    header += ["sidecars" + (", telemetry on" if quiet else ""), "added by sidecars"]
+    if quiet:
+        header += ["added by telemetry"]
+    table([*header, "goal: added"], rows)
+    print("(added: median over the runs of the difference, each pair run back to back)\n")
 
-    sidecars = per_app(on, SIDECAR)
-    webservers = max(len(sidecars) - 1, 1)
-    rows, total_cpu, total_mb = [], 0.0, 0.0
-    for app, (vcpu, mb) in sidecars.items():
-        # The proxy's sidecar sees every call twice (inbound, outbound); the split halves the rest.
-        through = rps[ON] if app == "proxy" else rps[ON] / webservers
-        name = f"{app} ({'in+out' if app == 'proxy' else 'in'})"
-        total_cpu, total_mb = total_cpu + vcpu, total_mb + mb
-        rows.append((name, f"{through:.0f}", f"{vcpu:.3f}", f"{vcpu * 1000 / through:.3f}",
-                     f"{mb:.1f}", f"{mb * 1000 / through:.0f}",
-                     f"{GOAL_VCPU:.2f} vCPU, {GOAL_MB:.0f} MB"))  # fmt: skip
-    rows.append(("all of a call (sum)", f"{rps[ON]:.0f}", f"{total_cpu:.3f}",
-                 f"{total_cpu * 1000 / rps[ON]:.3f}", f"{total_mb:.1f}",
-                 f"{total_mb * 1000 / rps[ON]:.0f}",
-                 f"{2 * GOAL_VCPU:.2f} vCPU, {2 * GOAL_MB:.0f} MB"))  # fmt: skip
+    rows, totals = [], {}
+    modes = [QUIET, ON] if quiet else [ON]
+    for mode in modes:
+        sidecars = per_app(runs[mode], SIDECAR)
+        webservers = max(len(sidecars) - 1, 1)
+        total_cpu, total_mb = 0.0, 0.0
+        for app, (vcpu, mb) in sidecars.items():
+            # The proxy's sidecar sees every call twice (in, out); the split halves the rest.
+            through = rps[mode] if app == "proxy" else rps[mode] / webservers
+            name = f"{app} ({'in+out' if app == 'proxy' else 'in'})"
+            if quiet:
+                name += ", telemetry " + ("off" if mode == QUIET else "on")
+            total_cpu, total_mb = total_cpu + vcpu, total_mb + mb
+            rows.append((name, f"{through:.0f}", f"{vcpu:.3f}", f"{vcpu * 1000 / through:.3f}",
+                         f"{mb:.1f}", f"{mb * 1000 / through:.0f}",
+                         f"{GOAL_VCPU:.2f} vCPU, {GOAL_MB:.0f} MB"))  # fmt: skip
+        totals[mode] = (total_cpu, total_mb)
+        name = "all of a call (sum)" + (f", telemetry {'off' if mode == QUIET else 'on'}"
+                                        if quiet else "")  # fmt: skip
+        rows.append((name, f"{rps[mode]:.0f}", f"{total_cpu:.3f}",
+                     f"{total_cpu * 1000 / rps[mode]:.3f}", f"{total_mb:.1f}",
+                     f"{total_mb * 1000 / rps[mode]:.0f}",
+                     f"{2 * GOAL_VCPU:.2f} vCPU, {2 * GOAL_MB:.0f} MB"))  # fmt: skip
     header = ("sidecar (istio-proxy)", "rps through it", "vCPU", "vCPU per 1,000 rps",
               "MB working set", "MB per 1,000 rps", "goal per 1,000 rps")  # fmt: skip
     table(header, rows)
     print("(MB per 1,000 rps divides the working set by the rate; most of it is a baseline that"
-          " does not grow with the rate, so compare the working set with 60 MB too)\n")  # fmt: skip
+          " does not grow with the rate, so compare the working set with 60 MB too)")  # fmt: skip
+    if quiet:
+        (cpu_off, mb_off), (cpu_on, mb_on) = totals[QUIET], totals[ON]
+        print(f"telemetry (metrics + tracing) costs the sidecars of a call {cpu_on - cpu_off:+.3f}"
+              f" vCPU and {mb_on - mb_off:+.1f} MB at {rps[ON]:.0f} rps")  # fmt: skip
+    print()
 
     rows = []
     for container in ("proxy", "webserver"):
-        a, b = per_app(off, container), per_app(on, container)
+        a, b = per_app(off, container), per_app(bare, container)
         for app in sorted(set(a) | set(b)):
             va, vb = a.get(app, (NAN,))[0], b.get(app, (NAN,))[0]
             rows.append((app, f"{va:.3f}", f"{vb:.3f}", f"{va * 1000 / rps[OFF]:.3f}",
-                         f"{vb * 1000 / rps[ON]:.3f}"))  # fmt: skip
+                         f"{vb * 1000 / rps[QUIET if quiet else ON]:.3f}"))  # fmt: skip
     header = ("app container", "vCPU without", "vCPU with", "per 1,000 calls without", "with")
     table(header, rows)
 
