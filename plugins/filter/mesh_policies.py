@@ -264,6 +264,7 @@ def _deny_v2_caller(s, b):
 
 
 def _check_rewrite(s):
+    """redirect on the same path (only the first would apply)"""
     if "redirect" in s["sets"] and s["redirect_match_uri"] == s["rewrite_match_uri"]:
         return [
             f"redirect and rewrite both match {s['redirect_match_uri']} (only the first would ever"
@@ -274,6 +275,7 @@ def _check_rewrite(s):
 
 
 def _check_gateway(s):
+    """a mesh_policies_gateway_route_host equal to mesh_policies_host"""
     if s["gateway_route_host"] == s["host"]:
         return [
             f"mesh_policies_gateway_route_host and mesh_policies_host are both {s['host']}: their"
