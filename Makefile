@@ -59,6 +59,14 @@ test-apps: venv ## Tests of the apps over real sockets (no cluster needed)
 test-unit: venv ## Unit tests of the collection's pure helpers (plugins/filter)
 	pytest tests/unit
 
+# The generated parts of the docs (docs/variables.md, each role README's variable table,
+# docs/policy-sets.md's table, the choices of mesh_policies_sets) from their one source: the
+# roles' meta/argument_specs.yml and defaults/main.yml, playbooks/meta/argument_specs.yml and
+# POLICY_SETS (plugins/filter/mesh_policies.py). tests/unit/test_docs.py fails when they are stale.
+.PHONY: docs
+docs: venv ## Regenerate the variable docs, role README tables and policy-set table (docs/generate.py)
+	python docs/generate.py
+
 .PHONY: test test-live
 test: venv ## Everything: lint, unit, apps, cluster, then on the real node with Istio: Molecule, collection, two clusters, end to end (starts and stops the local cluster)
 	$(MAKE) lint

@@ -6,7 +6,10 @@ file per blog post. Inputs were validated by the role (argument spec + tasks/val
 before this runs; this module only shapes data.
 """
 
+import copy
 import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 API_VERSION = "networking.istio.io/v1"
 SECURITY_API_VERSION = "security.istio.io/v1"
@@ -15,8 +18,6 @@ MANAGED_LABELS = {
     "app.kubernetes.io/component": "mesh-policies",
     "app.kubernetes.io/managed-by": "ansible",
 }
-# Sets that decide where the catch-all route of the webserver VirtualService goes.
-DEFAULT_ROUTE_SETS = ("route-v1", "split", "external-service")
 
 
 def _metadata(s, name, namespace):
@@ -38,53 +39,96 @@ def _obj(s, kind, name, spec, namespace=None, api_version=API_VERSION):
     }
 
 
-def _fault(s):
-    fault = {}
-    if "fault-abort" in s["sets"]:
-        fault["abort"] = {
-            "percentage": {"value": s["fault_abort_percent"]},
-            "httpStatus": s["fault_abort_status"],
+def _forward(build, route):
+    """A route that forwards traffic, with what the fault, retry and timeout sets add to each."""
+    return dict(route, **copy.deepcopy(build.forwarding))
+
+
+class _Build:
+    """The objects the chosen sets shape together, filled in by each set's render(s, build)."""
+
+    def __init__(self):
+        self.first = []  # before the host's DestinationRule (the external host's objects)
+        self.policy = {}  # the host's DestinationRule trafficPolicy ({} = no DestinationRule)
+        self.subsets = None  # the host's DestinationRule subsets
+        self.objects = []  # after the host's DestinationRule, before its VirtualService
+        self.routes = []  # (route, forwards) match routes of the host's VirtualService, in order
+        self.catch_all = None  # where all other traffic goes (the first set to say so wins)
+        self.forwarding = {}  # fields added to every forwarding route (fault, retries, timeout)
+
+
+def _redirect(s, b):
+    route = {
+        "name": "redirect",
+        "match": [{"uri": {"exact": s["redirect_match_uri"]}}],
+        "redirect": {"uri": s["redirect_uri"], "authority": s["redirect_authority"]},
+    }
+    b.routes.append((route, False))
+
+
+def _rewrite(s, b):
+    route = {
+        "name": "rewrite",
+        "match": [{"uri": {"exact": s["rewrite_match_uri"]}}],
+        "rewrite": {"uri": s["rewrite_uri"]},
+        "route": [{"destination": {"host": s["rewrite_host"]}}],
+    }
+    b.routes.append((route, True))
+
+
+def _header_route(s, b):
+    header = {s["header_route_match"]: s["header_route_value"]}
+    route = {
+        "name": "header-route",
+        "match": [{"headers": {s["header_route_name"]: header}}],
+        "route": [{"destination": {"host": s["host"], "subset": s["header_route_subset"]}}],
+    }
+    b.routes.append((route, True))
+
+
+def _route_v1(s, b):
+    if b.catch_all is None:
+        b.catch_all = {
+            "name": "route-v1",
+            "route": [{"destination": {"host": s["route_v1_host"]}}],
         }
-    if "fault-delay" in s["sets"]:
-        fault["delay"] = {
-            "percentage": {"value": s["fault_delay_percent"]},
-            "fixedDelay": s["fault_delay_duration"],
-        }
-    return fault
 
 
-def _forwarding(s, route):
-    """Decorate a route that forwards traffic with the fault and retry sets."""
-    fault = _fault(s)
-    if fault:
-        route["fault"] = fault
-    if "retry-5xx" in s["sets"]:
-        route["retries"] = {
-            "attempts": s["retry_attempts"],
-            "perTryTimeout": s["retry_per_try_timeout"],
-            "retryOn": s["retry_on"],
-        }
-        route["timeout"] = s["retry_timeout"]
-    if "timeout" in s["sets"]:
-        route["timeout"] = s["timeout"]
-    return route
-
-
-def _default_route(s):
-    """The catch-all route: where traffic goes when no match route took it."""
-    sets = s["sets"]
-    if "route-v1" in sets:
-        return {"name": "route-v1", "route": [{"destination": {"host": s["route_v1_host"]}}]}
-    if "split" in sets:
-        return {
+def _split(s, b):
+    if b.catch_all is None:
+        b.catch_all = {
             "name": "split",
             "route": [
                 {"destination": {"host": s["host"], "subset": subset}, "weight": int(weight)}
                 for subset, weight in s["split_weights"].items()
             ],
         }
-    if "external-service" in sets and s["external_route_webserver"]:
-        return {
+
+
+def _external_service(s, b):
+    entry = {
+        "hosts": [s["external_host"]],
+        "location": "MESH_EXTERNAL",
+        "ports": [{"number": s["external_port"], "name": "tls", "protocol": "TLS"}],
+        "resolution": "DNS",
+    }
+    tls = {"mode": "SIMPLE"}
+    if s.get("external_endpoint"):
+        # Connections go to the endpoint; SNI and the certificate check keep the host.
+        entry["endpoints"] = [{"address": s["external_endpoint"]}]
+        tls["sni"] = s["external_host"]
+    origination = {"host": s["external_host"], "trafficPolicy": {"tls": tls}}
+    if s.get("external_ca_secret"):
+        tls["credentialName"] = s["external_ca_secret"]
+        # Istio reads credentialName in sidecars only from a DestinationRule with a
+        # workloadSelector; without one it drops the TLS settings (plaintext).
+        origination["workloadSelector"] = {
+            "matchLabels": dict(s.get("external_client_labels") or {"app": "proxy"})
+        }
+    b.first.append(_obj(s, "ServiceEntry", s["external_name"], entry))
+    b.first.append(_obj(s, "DestinationRule", s["external_name"], origination))
+    if s["external_route_webserver"] and b.catch_all is None:
+        b.catch_all = {
             "name": "external-service",
             "rewrite": {"uri": s["external_path"], "authority": s["external_host"]},
             "route": [
@@ -96,96 +140,322 @@ def _default_route(s):
                 }
             ],
         }
-    return {"name": "default", "route": [{"destination": {"host": s["host"]}}]}
 
 
-def _webserver_http_routes(s):
-    """Match routes first (Istio picks the first match), the catch-all route last."""
-    sets = s["sets"]
-    routes = []
-    if "redirect" in sets:
-        routes.append(
+def _fault_abort(s, b):
+    b.forwarding.setdefault("fault", {})["abort"] = {
+        "percentage": {"value": s["fault_abort_percent"]},
+        "httpStatus": s["fault_abort_status"],
+    }
+
+
+def _fault_delay(s, b):
+    b.forwarding.setdefault("fault", {})["delay"] = {
+        "percentage": {"value": s["fault_delay_percent"]},
+        "fixedDelay": s["fault_delay_duration"],
+    }
+
+
+def _retry_5xx(s, b):
+    b.forwarding["retries"] = {
+        "attempts": s["retry_attempts"],
+        "perTryTimeout": s["retry_per_try_timeout"],
+        "retryOn": s["retry_on"],
+    }
+    b.forwarding["timeout"] = s["retry_timeout"]
+
+
+def _timeout(s, b):
+    b.forwarding["timeout"] = s["timeout"]  # after retry-5xx: this one bounds the request
+
+
+def _subsets(s, b):
+    b.policy["loadBalancer"] = {"simple": s["load_balancer"]}
+    b.subsets = [{"name": sub["name"], "labels": dict(sub["labels"])} for sub in s["subsets"]]
+
+
+def _mtls(s, b):
+    b.policy["tls"] = {"mode": s["mtls_mode"]}
+
+
+def _connection_pool(s, b):
+    b.policy["connectionPool"] = {
+        "tcp": {
+            "maxConnections": s["connection_pool_max_connections"],
+            "connectTimeout": s["connection_pool_connect_timeout"],
+            "tcpKeepalive": {
+                "time": s["connection_pool_keepalive_time"],
+                "interval": s["connection_pool_keepalive_interval"],
+            },
+        },
+        "http": {
+            "http1MaxPendingRequests": s["connection_pool_http_max_pending"],
+            "http2MaxRequests": s["connection_pool_http_max_requests"],
+        },
+    }
+
+
+def _outlier_detection(s, b):
+    b.policy["outlierDetection"] = {
+        "consecutive5xxErrors": s["outlier_consecutive_5xx"],
+        "interval": s["outlier_interval"],
+        "baseEjectionTime": s["outlier_base_ejection_time"],
+        "maxEjectionPercent": s["outlier_max_ejection_percent"],
+    }
+
+
+def _gateway(s, b):
+    gateway_namespace = s["gateway_namespace"] or s["namespace"]
+    server = {
+        "port": {"number": s["gateway_port"], "name": "http", "protocol": "HTTP"},
+        "hosts": list(s["gateway_hosts"]),
+    }
+    b.objects.append(
+        _obj(
+            s,
+            "Gateway",
+            s["gateway_name"],
+            {"selector": dict(s["gateway_selector"]), "servers": [server]},
+            namespace=gateway_namespace,
+        )
+    )
+    b.objects.append(
+        _obj(
+            s,
+            "VirtualService",
+            s["gateway_route_host"],
             {
-                "name": "redirect",
-                "match": [{"uri": {"exact": s["redirect_match_uri"]}}],
-                "redirect": {"uri": s["redirect_uri"], "authority": s["redirect_authority"]},
-            }
-        )
-    if "rewrite" in sets:
-        routes.append(
-            _forwarding(
-                s,
-                {
-                    "name": "rewrite",
-                    "match": [{"uri": {"exact": s["rewrite_match_uri"]}}],
-                    "rewrite": {"uri": s["rewrite_uri"]},
-                    "route": [{"destination": {"host": s["rewrite_host"]}}],
-                },
-            )
-        )
-    if "header-route" in sets:
-        header = {s["header_route_match"]: s["header_route_value"]}
-        routes.append(
-            _forwarding(
-                s,
-                {
-                    "name": "header-route",
-                    "match": [{"headers": {s["header_route_name"]: header}}],
-                    "route": [
-                        {"destination": {"host": s["host"], "subset": s["header_route_subset"]}}
-                    ],
-                },
-            )
-        )
-    routes.append(_forwarding(s, _default_route(s)))
-    return routes
-
-
-# Sets that shape the webserver VirtualService when present; without any of them it is not
-# rendered (a VirtualService that only repeats Kubernetes' default routing adds nothing).
-VIRTUALSERVICE_SETS = frozenset(
-    {"route-v1", "split", "header-route", "fault-abort", "fault-delay", "retry-5xx", "timeout"}
-    | {"redirect", "rewrite"}
-)
-
-
-def _webserver_destination_rule(s):
-    sets = s["sets"]
-    policy = {}
-    if "subsets" in sets:
-        policy["loadBalancer"] = {"simple": s["load_balancer"]}
-    if "mtls" in sets:
-        policy["tls"] = {"mode": s["mtls_mode"]}
-    if "connection-pool" in sets:
-        policy["connectionPool"] = {
-            "tcp": {
-                "maxConnections": s["connection_pool_max_connections"],
-                "connectTimeout": s["connection_pool_connect_timeout"],
-                "tcpKeepalive": {
-                    "time": s["connection_pool_keepalive_time"],
-                    "interval": s["connection_pool_keepalive_interval"],
-                },
+                "hosts": list(s["gateway_hosts"]),
+                "gateways": [f"{gateway_namespace}/{s['gateway_name']}"],
+                "http": [{"route": [{"destination": {"host": s["gateway_route_host"]}}]}],
             },
-            "http": {
-                "http1MaxPendingRequests": s["connection_pool_http_max_pending"],
-                "http2MaxRequests": s["connection_pool_http_max_requests"],
+        )
+    )
+
+
+def _strict_mtls(s, b):
+    b.objects.append(
+        _obj(
+            s,
+            "PeerAuthentication",
+            "default",
+            {"mtls": {"mode": "STRICT"}},
+            api_version=SECURITY_API_VERSION,
+        )
+    )
+
+
+def _deny_v2_caller(s, b):
+    subset = next(sub for sub in s["subsets"] if sub["name"] == s["denied_subset"])
+    principal = f"cluster.local/ns/{s['namespace']}/sa/{s['denied_caller']}"
+    b.objects.append(
+        _obj(
+            s,
+            "AuthorizationPolicy",
+            f"deny-{s['denied_caller']}-to-{s['denied_subset']}",
+            {
+                "selector": {"matchLabels": {"app": s["host"], **subset["labels"]}},
+                "action": "DENY",
+                "rules": [{"from": [{"source": {"principals": [principal]}}]}],
             },
-        }
-    if "outlier-detection" in sets:
-        policy["outlierDetection"] = {
-            "consecutive5xxErrors": s["outlier_consecutive_5xx"],
-            "interval": s["outlier_interval"],
-            "baseEjectionTime": s["outlier_base_ejection_time"],
-            "maxEjectionPercent": s["outlier_max_ejection_percent"],
-        }
-    if not policy:
-        return None
-    spec = {"host": s["host"], "trafficPolicy": policy}
-    if "subsets" in sets:
-        spec["subsets"] = [
-            {"name": sub["name"], "labels": dict(sub["labels"])} for sub in s["subsets"]
+            api_version=SECURITY_API_VERSION,
+        )
+    )
+
+
+def _check_rewrite(s):
+    """redirect on the same path (only the first would apply)"""
+    if "redirect" in s["sets"] and s["redirect_match_uri"] == s["rewrite_match_uri"]:
+        return [
+            f"redirect and rewrite both match {s['redirect_match_uri']} (only the first would ever"
+            " apply): give mesh_policies_redirect_match_uri or mesh_policies_rewrite_match_uri"
+            " another path."
         ]
-    return _obj(s, "DestinationRule", s["host"], spec)
+    return []
+
+
+def _check_gateway(s):
+    """a mesh_policies_gateway_route_host equal to mesh_policies_host"""
+    if s["gateway_route_host"] == s["host"]:
+        return [
+            f"mesh_policies_gateway_route_host and mesh_policies_host are both {s['host']}: their"
+            " VirtualServices would be one object; route the gateway to another Service."
+        ]
+    return []
+
+
+@dataclass(frozen=True)
+class PolicySet:
+    """One policy set: what it renders, the settings it reads, how it renders, what it needs."""
+
+    renders: str  # what it renders, one line (docs/policy-sets.md)
+    shapes: str  # the objects it contributes to (roles/mesh_policies/README.md)
+    render: Callable  # render(settings, build): adds the set's part to the objects
+    # Settings it reads, without the mesh_policies_ prefix (besides namespace, sets and host).
+    reads: tuple = ()
+    needs: dict = field(default_factory=dict)  # {set: why}: sets it does not work without
+    check: Callable | None = None  # check(settings) -> problems of its combination with others
+    # decides_all_traffic(settings): the set takes the catch-all route (at most one may).
+    decides_all_traffic: Callable | None = None
+
+
+_VS = "VirtualService `<host>`"
+_DR = "DestinationRule `<host>`"
+_SUBSETS_WHY = "route to subsets of the DestinationRule"
+
+# Every policy set, in the order they are rendered: match routes first (Istio picks the first
+# match), the catch-all route (the first set that takes it wins; validation allows one), what is
+# added to every forwarding route (timeout after retry-5xx: it bounds the request), the
+# DestinationRule's policies, the other objects. `make docs` writes the argument spec's choices
+# of mesh_policies_sets and the table of docs/policy-sets.md from it.
+POLICY_SETS = {
+    "redirect": PolicySet(
+        renders="a match route answering requests for one exact path with a redirect",
+        shapes=_VS,
+        render=_redirect,
+        reads=("redirect_match_uri", "redirect_uri", "redirect_authority"),
+    ),
+    "rewrite": PolicySet(
+        renders="a match route sending requests for one exact path to another host and path",
+        shapes=_VS,
+        render=_rewrite,
+        reads=("rewrite_match_uri", "rewrite_uri", "rewrite_host"),
+        check=_check_rewrite,
+    ),
+    "header-route": PolicySet(
+        renders="a match route sending requests with a header value to one subset",
+        shapes=_VS,
+        render=_header_route,
+        reads=(
+            "header_route_name",
+            "header_route_value",
+            "header_route_match",
+            "header_route_subset",
+        ),
+        needs={"subsets": _SUBSETS_WHY},
+    ),
+    "route-v1": PolicySet(
+        renders="the catch-all route: all traffic to one Service",
+        shapes=_VS,
+        render=_route_v1,
+        reads=("route_v1_host",),
+        decides_all_traffic=lambda s: True,
+    ),
+    "split": PolicySet(
+        renders="the catch-all route: traffic split across subsets by weight",
+        shapes=_VS,
+        render=_split,
+        reads=("split_weights",),
+        needs={"subsets": _SUBSETS_WHY},
+        decides_all_traffic=lambda s: True,
+    ),
+    "external-service": PolicySet(
+        renders="a ServiceEntry (TLS, DNS) and a TLS-originating DestinationRule for a host"
+        " outside the mesh; with external_route_webserver the catch-all route rewrites every"
+        " request to a file there",
+        shapes="ServiceEntry + DestinationRule `<external_name>`; " + _VS,
+        render=_external_service,
+        reads=(
+            "external_name",
+            "external_host",
+            "external_port",
+            "external_path",
+            "external_route_webserver",
+            "external_endpoint",
+            "external_ca_secret",
+            "external_client_labels",
+        ),
+        decides_all_traffic=lambda s: bool(s["external_route_webserver"]),
+    ),
+    "fault-abort": PolicySet(
+        renders="on every forwarding route: a share of requests answered with an HTTP status",
+        shapes=_VS,
+        render=_fault_abort,
+        reads=("fault_abort_percent", "fault_abort_status"),
+    ),
+    "fault-delay": PolicySet(
+        renders="on every forwarding route: a share of requests held back before forwarding",
+        shapes=_VS,
+        render=_fault_delay,
+        reads=("fault_delay_percent", "fault_delay_duration"),
+    ),
+    "retry-5xx": PolicySet(
+        renders="on every forwarding route: retries and an overall timeout",
+        shapes=_VS,
+        render=_retry_5xx,
+        reads=("retry_attempts", "retry_per_try_timeout", "retry_on", "retry_timeout"),
+    ),
+    "timeout": PolicySet(
+        renders="on every forwarding route: a timeout for the whole request (then 504)",
+        shapes=_VS,
+        render=_timeout,
+        reads=("timeout",),
+    ),
+    "subsets": PolicySet(
+        renders="the DestinationRule's subsets (pods by labels) and its load balancer",
+        shapes=_DR,
+        render=_subsets,
+        reads=("subsets", "load_balancer"),
+    ),
+    "mtls": PolicySet(
+        renders="the DestinationRule's TLS mode for traffic to the host",
+        shapes=_DR,
+        render=_mtls,
+        reads=("mtls_mode",),
+    ),
+    "connection-pool": PolicySet(
+        renders="the DestinationRule's TCP and HTTP connection limits (overflow answered 503)",
+        shapes=_DR,
+        render=_connection_pool,
+        reads=(
+            "connection_pool_max_connections",
+            "connection_pool_connect_timeout",
+            "connection_pool_keepalive_time",
+            "connection_pool_keepalive_interval",
+            "connection_pool_http_max_pending",
+            "connection_pool_http_max_requests",
+        ),
+    ),
+    "outlier-detection": PolicySet(
+        renders="the DestinationRule's outlier detection: endpoints answering 5xx are ejected",
+        shapes=_DR,
+        render=_outlier_detection,
+        reads=(
+            "outlier_consecutive_5xx",
+            "outlier_interval",
+            "outlier_base_ejection_time",
+            "outlier_max_ejection_percent",
+        ),
+    ),
+    "gateway": PolicySet(
+        renders="a Gateway on the ingress gateway pods and a VirtualService binding a Service"
+        " to it",
+        shapes="Gateway `<gateway_name>` + VirtualService `<gateway_route_host>`",
+        render=_gateway,
+        reads=(
+            "gateway_name",
+            "gateway_namespace",
+            "gateway_selector",
+            "gateway_port",
+            "gateway_hosts",
+            "gateway_route_host",
+        ),
+        check=_check_gateway,
+    ),
+    "strict-mtls": PolicySet(
+        renders="a PeerAuthentication STRICT for the namespace: plaintext from outside the"
+        " mesh is refused",
+        shapes="PeerAuthentication `default` (`security.istio.io/v1`)",
+        render=_strict_mtls,
+    ),
+    "deny-v2-caller": PolicySet(
+        renders="an AuthorizationPolicy DENY for one caller's ServiceAccount (its mTLS"
+        " identity) on one subset's pods",
+        shapes="AuthorizationPolicy `deny-<caller>-to-<subset>` (`security.istio.io/v1`)",
+        render=_deny_v2_caller,
+        reads=("denied_caller", "denied_subset", "subsets"),
+    ),
+}
 
 
 def mesh_policies_objects(settings):
@@ -195,104 +465,24 @@ def mesh_policies_objects(settings):
     exist before the VirtualServices that reference them.
     """
     s = settings
-    sets = s["sets"]
-    objects = []
-    external = "external-service" in sets
-    if external:
-        entry = {
-            "hosts": [s["external_host"]],
-            "location": "MESH_EXTERNAL",
-            "ports": [{"number": s["external_port"], "name": "tls", "protocol": "TLS"}],
-            "resolution": "DNS",
-        }
-        tls = {"mode": "SIMPLE"}
-        if s.get("external_endpoint"):
-            # Connections go to the endpoint; SNI and the certificate check keep the host.
-            entry["endpoints"] = [{"address": s["external_endpoint"]}]
-            tls["sni"] = s["external_host"]
-        origination = {"host": s["external_host"], "trafficPolicy": {"tls": tls}}
-        if s.get("external_ca_secret"):
-            tls["credentialName"] = s["external_ca_secret"]
-            # Istio reads credentialName in sidecars only from a DestinationRule with a
-            # workloadSelector; without one it drops the TLS settings (plaintext).
-            origination["workloadSelector"] = {
-                "matchLabels": dict(s.get("external_client_labels") or {"app": "proxy"})
-            }
-        objects.append(_obj(s, "ServiceEntry", s["external_name"], entry))
-        objects.append(_obj(s, "DestinationRule", s["external_name"], origination))
-    destination_rule = _webserver_destination_rule(s)
-    if destination_rule:
-        objects.append(destination_rule)
-    if "gateway" in sets:
-        gateway_namespace = s["gateway_namespace"] or s["namespace"]
-        objects.append(
-            _obj(
-                s,
-                "Gateway",
-                s["gateway_name"],
-                {
-                    "selector": dict(s["gateway_selector"]),
-                    "servers": [
-                        {
-                            "port": {
-                                "number": s["gateway_port"],
-                                "name": "http",
-                                "protocol": "HTTP",
-                            },
-                            "hosts": list(s["gateway_hosts"]),
-                        }
-                    ],
-                },
-                namespace=gateway_namespace,
-            )
-        )
-        objects.append(
-            _obj(
-                s,
-                "VirtualService",
-                s["gateway_route_host"],
-                {
-                    "hosts": list(s["gateway_hosts"]),
-                    "gateways": [f"{gateway_namespace}/{s['gateway_name']}"],
-                    "http": [{"route": [{"destination": {"host": s["gateway_route_host"]}}]}],
-                },
-            )
-        )
-    if "strict-mtls" in sets:
-        objects.append(
-            _obj(
-                s,
-                "PeerAuthentication",
-                "default",
-                {"mtls": {"mode": "STRICT"}},
-                api_version=SECURITY_API_VERSION,
-            )
-        )
-    if "deny-v2-caller" in sets:
-        subset = next(sub for sub in s["subsets"] if sub["name"] == s["denied_subset"])
-        principal = f"cluster.local/ns/{s['namespace']}/sa/{s['denied_caller']}"
-        objects.append(
-            _obj(
-                s,
-                "AuthorizationPolicy",
-                f"deny-{s['denied_caller']}-to-{s['denied_subset']}",
-                {
-                    "selector": {"matchLabels": {"app": s["host"], **subset["labels"]}},
-                    "action": "DENY",
-                    "rules": [{"from": [{"source": {"principals": [principal]}}]}],
-                },
-                api_version=SECURITY_API_VERSION,
-            )
-        )
-    if VIRTUALSERVICE_SETS & set(sets) or (external and s["external_route_webserver"]):
-        objects.append(
-            _obj(
-                s,
-                "VirtualService",
-                s["host"],
-                {"hosts": [s["host"]], "http": _webserver_http_routes(s)},
-            )
-        )
+    build = _Build()
+    for name, policy_set in POLICY_SETS.items():
+        if name in s["sets"]:
+            policy_set.render(s, build)
+    objects = list(build.first)
+    if build.policy:
+        spec = {"host": s["host"], "trafficPolicy": build.policy}
+        if build.subsets is not None:
+            spec["subsets"] = build.subsets
+        objects.append(_obj(s, "DestinationRule", s["host"], spec))
+    objects.extend(build.objects)
+    # Without a route or a forwarding field the VirtualService would only repeat Kubernetes'
+    # default routing: it is not rendered.
+    if build.routes or build.catch_all or build.forwarding:
+        default = {"name": "default", "route": [{"destination": {"host": s["host"]}}]}
+        http = [_forward(build, r) if forwards else r for r, forwards in build.routes]
+        http.append(_forward(build, build.catch_all or default))
+        objects.append(_obj(s, "VirtualService", s["host"], {"hosts": [s["host"]], "http": http}))
     return objects
 
 
@@ -345,38 +535,30 @@ def mesh_policies_problems(settings):
     """Every problem of the settings, one message each naming what to change (the argument spec
     checked types and choices before this runs)."""
     s, sets, problems = settings, settings["sets"], []
+    unknown = [x for x in sets if x not in POLICY_SETS]
+    if unknown:
+        problems.append(f"mesh_policies_sets: unknown sets {unknown}; known: {list(POLICY_SETS)}.")
     if len(set(sets)) != len(sets):
         problems.append(f"mesh_policies_sets {sets} lists a set twice: list each set once.")
-    catch_all = [x for x in sets if x in ("route-v1", "split")]
-    if "external-service" in sets and s["external_route_webserver"]:
-        catch_all.append("external-service")
+    chosen = {name: p for name, p in POLICY_SETS.items() if name in sets}
+    catch_all = [n for n, p in chosen.items() if p.decides_all_traffic and p.decides_all_traffic(s)]
     if len(catch_all) > 1:
+        deciders = [n for n, p in POLICY_SETS.items() if p.decides_all_traffic]
         problems.append(
             f"mesh_policies_sets: {' and '.join(catch_all)} each decide where all traffic for"
-            f" {s['host']} goes: choose at most one of route-v1, split, external-service (or set"
+            f" {s['host']} goes: choose at most one of {', '.join(deciders)} (or set"
             " mesh_policies_external_route_webserver: false to keep only its ServiceEntry)."
         )
-    needs_subsets = [x for x in sets if x in ("split", "header-route")]
-    if needs_subsets and "subsets" not in sets:
-        problems.append(
-            f"mesh_policies_sets: {' and '.join(needs_subsets)} route to subsets of the"
-            " DestinationRule: add the subsets set."
-        )
-    if (
-        "redirect" in sets
-        and "rewrite" in sets
-        and s["redirect_match_uri"] == s["rewrite_match_uri"]
-    ):
-        problems.append(
-            f"redirect and rewrite both match {s['redirect_match_uri']} (only the first would ever"
-            " apply): give mesh_policies_redirect_match_uri or mesh_policies_rewrite_match_uri"
-            " another path."
-        )
-    if "gateway" in sets and s["gateway_route_host"] == s["host"]:
-        problems.append(
-            f"mesh_policies_gateway_route_host and mesh_policies_host are both {s['host']}: their"
-            " VirtualServices would be one object; route the gateway to another Service."
-        )
+    for needed in POLICY_SETS:
+        lacking = [x for x in sets if needed in getattr(POLICY_SETS.get(x), "needs", {})]
+        if lacking and needed not in sets:
+            why = POLICY_SETS[lacking[0]].needs[needed]
+            problems.append(
+                f"mesh_policies_sets: {' and '.join(lacking)} {why}: add the {needed} set."
+            )
+    for policy_set in chosen.values():
+        if policy_set.check:
+            problems.extend(policy_set.check(s))
     names = [sub["name"] for sub in s["subsets"]]
     if (
         not names

@@ -6,6 +6,7 @@ import pytest
 import yaml
 from k8s_apply import applied_objects, applied_pruned, applied_record, applied_stale
 from mesh_policies import mesh_policies_objects, mesh_policies_problems
+from role_settings import role_settings
 from workloads import (
     rollout_state,
     workload_name,
@@ -329,3 +330,25 @@ def test_external_service_keeps_the_series_defaults_and_takes_an_endpoint_and_a_
         "sni": "raw.githubusercontent.com",
         "credentialName": "standin-ca",
     }
+
+
+def test_role_settings_strip_the_prefix_and_convert_like_the_argument_spec():
+    options = {
+        "r_percent": {"type": "float"},
+        "r_port": {"type": "int"},
+        "r_on": {"type": "bool"},
+        "r_name": {"type": "str"},
+        "r_items": {"type": "list"},
+        "r": {"type": "list"},  # the role's own list: not prefix_*
+    }
+    values = ["30", "8443", "yes", "8080", ["a"], [1]]
+    assert role_settings(options, values, "r_") == {
+        "percent": 30.0,
+        "port": 8443,
+        "on": True,
+        "name": "8080",
+        "items": ["a"],
+    }
+    assert role_settings(options, values, "r_", convert=False)["port"] == "8443"
+    with pytest.raises(ValueError, match="6 options but 5 values"):
+        role_settings(options, values[:5], "r_")

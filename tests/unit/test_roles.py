@@ -23,11 +23,59 @@ def role_files(role: str) -> tuple[dict, dict]:
 
 @pytest.mark.parametrize("role", ROLES)
 def test_every_default_is_specified_with_the_same_default(role: str) -> None:
+    """defaults/main.yml and the argument spec's options are the same variables: main takes
+    every default; any entry point's option is either a default (with the same default there)
+    or required (an entry point's own input, like k8s_apply's rollout list)."""
     defaults, specs = role_files(role)
     options = specs["main"]["options"]
     assert sorted(defaults) == sorted(options), f"{role}: defaults and argument_specs differ"
-    for name, value in defaults.items():
-        assert options[name].get("default") == value, f"{role}: {name}"
+    for entry_point, spec in specs.items():
+        for name, option in spec.get("options", {}).items():
+            if name in defaults:
+                assert option.get("default") == defaults[name], f"{role} {entry_point}: {name}"
+            else:
+                assert option.get("required") and "default" not in option, (
+                    f"{role} {entry_point}: {name} has no default in defaults/main.yml and is"
+                    " not required"
+                )
+
+
+def described(options: dict, where: str) -> list[str]:
+    """Options (and sub-options) without a description."""
+    missing = []
+    for name, option in options.items():
+        if not option.get("description"):
+            missing.append(f"{where}.{name}")
+        missing += described(option.get("options") or {}, f"{where}.{name}")
+    return missing
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_option_is_described(role: str) -> None:
+    _, specs = role_files(role)
+    missing = []
+    for entry_point, spec in specs.items():
+        assert spec.get("short_description"), f"{role} {entry_point}: no short_description"
+        missing += described(spec.get("options", {}), f"{role} {entry_point}")
+    assert missing == []
+
+
+PLAYBOOK_SPECS = yaml.safe_load((REPO / "playbooks/meta/argument_specs.yml").read_text())
+
+
+@pytest.mark.parametrize("playbook", sorted(p.stem for p in (REPO / "playbooks").glob("*.yml")))
+def test_playbook_variables_are_specified_with_their_defaults(playbook: str) -> None:
+    """A play's own `vars:` are in playbooks/meta/argument_specs.yml with the same default,
+    except values derived from others (templates)."""
+    plays = yaml.safe_load((REPO / "playbooks" / f"{playbook}.yml").read_text())
+    play_vars = {k: v for play in plays for k, v in (play.get("vars") or {}).items()}
+    options = PLAYBOOK_SPECS["argument_specs"].get(playbook, {}).get("options", {})
+    assert described(options, playbook) == []
+    for name, option in options.items():
+        assert name in play_vars, f"{playbook}: {name} is specified but not a play variable"
+        assert option.get("default") == play_vars[name], f"{playbook}: {name}"
+    settings = {k for k, v in play_vars.items() if not (isinstance(v, str) and "{{" in v)}
+    assert settings - set(options) == set(), f"{playbook}: specify them in playbooks/meta"
 
 
 @pytest.mark.parametrize("role", ROLES)
