@@ -40,8 +40,8 @@ def table(rows):
                 row["version"],
                 _cell(row["rps"], "", 2),
                 _cell(None if row["success_rate"] is None else row["success_rate"] * 100, "%", 2),
-                _cell(row["p50_ms"], "ms", 0),
-                _cell(row["p99_ms"], "ms", 0),
+                _cell(row["p50_ms"], "ms", 1),
+                _cell(row["p99_ms"], "ms", 1),
                 str(row["requests"]),
             )
         )

@@ -103,7 +103,8 @@ def test_the_page_is_one_self_contained_html_document(view):
     page = response.body.decode()
     assert 'id="banner-prometheus"' in page and 'id="graph"' in page
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "")  # no external asset
-    assert "src=" not in page and "<link" not in page
+    assert "src=" not in page and page.count("<link") == 1  # the icon: none (data:,)
+    assert '<link rel="icon" href="data:,">' in page
 
 
 def _down(view_port):
