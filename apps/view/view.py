@@ -197,8 +197,12 @@ _PAGE_HEADERS = [
 _COMMON = [("X-Content-Type-Options", "nosniff"), ("Cache-Control", "no-store")]
 _TEXT = [("Content-Type", "text/plain; charset=utf-8")]
 _JSON = [("Content-Type", "application/json")]
-_STATUS = {200: "200 OK", 400: "400 Bad Request", 404: "404 Not Found"}
-_STATUS[405] = "405 Method Not Allowed"
+_STATUS = {
+    200: "200 OK",
+    400: "400 Bad Request",
+    404: "404 Not Found",
+    405: "405 Method Not Allowed",
+}
 
 
 def _respond(start_response, code, body, headers=_TEXT, method="GET"):
@@ -229,7 +233,8 @@ def application(environ, start_response):
     if path == "/healthz" or path == "/readyz":
         return _respond(start_response, 200, "ok", method=method)
     if path not in ("/", "/api/graph"):
-        return _respond(start_response, 404, f"not found: {path[:100]!r} (try / or /api/graph)")
+        text = f"not found: {path[:100]!r} (try / or /api/graph)"
+        return _respond(start_response, 404, text, method=method)
     if method not in ("GET", "HEAD"):
         text = f"method {method[:20]!r} not allowed: use GET"
         return _respond(start_response, 405, text, [*_TEXT, ("Allow", "GET, HEAD")])

@@ -196,7 +196,9 @@ def test_methods_other_than_get_and_head_are_405(view):
         assert response.status == 405, method
         assert response.headers["allow"] == "GET, HEAD"
     head = raw_request(view.port, "/api/graph", method="HEAD")
-    assert head.status == 200 and head.body == b""
+    assert head.status == 200 and head.body == b"" and int(head.headers["content-length"]) > 0
+    head = raw_request(view.port, "/nope", method="HEAD")
+    assert head.status == 404 and head.body == b""
     assert raw_request(view.port, "/healthz").body == b"ok"
     assert raw_request(view.port, "/readyz").body == b"ok"
 
