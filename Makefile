@@ -11,7 +11,8 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
 # ---------------------------------------------------------------- environment
-$(VENV)/.installed: requirements-dev.txt apps/proxy/requirements.txt apps/webserver/requirements.txt
+$(VENV)/.installed: requirements-dev.txt apps/proxy/requirements.txt apps/webserver/requirements.txt \
+		apps/view/requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed, found " + sys.version.split()[0]'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo ">> installing pinned Python packages into $(VENV)"
@@ -35,6 +36,16 @@ help: ## List the targets
 .PHONY: serve
 serve: venv ## Serve webserver (:3031) and proxy (:3030 -> webserver) locally on loopback
 	@bash apps/serve-local.sh
+
+# The mesh's traffic per destination workload and version (apps/view/meshstat.py, like
+# `linkerd viz stat`), over WINDOW, in namespace NS. Prometheus' address: for now from
+# PROMETHEUS_URL (default http://127.0.0.1:30090, the NodePort the in-cluster Prometheus is
+# meant to have); a helper that finds it in the cluster is coming with that Prometheus.
+.PHONY: stat
+NS ?= mesh-playground
+WINDOW ?= 1m
+stat: ## Traffic per workload and version from Prometheus: RPS, success %, p50/p99, requests (NS, WINDOW, PROMETHEUS_URL)
+	@python3 apps/view/meshstat.py --prometheus "$${PROMETHEUS_URL:-http://127.0.0.1:30090}" --namespace "$(NS)" --window "$(WINDOW)"
 
 # ---------------------------------------------------------------- quality gates
 .PHONY: lint lint-shell

@@ -1,4 +1,4 @@
-"""Integer settings from the environment, shared by gunicorn_base.py and serve.py.
+"""Settings from the environment, shared by gunicorn_base.py, serve.py and the view app.
 
 No gunicorn import here: serve.py checks WEB_CONCURRENCY before gunicorn is imported (gunicorn
 parses that variable at import and stops with a bare ValueError on a value like "1e3").
@@ -17,6 +17,19 @@ def env_int(name, default, low=1, high=1_000_000):
     if not low <= value <= high:
         raise SystemExit(f"{name}={raw!r}: expected a whole number from {low} to {high}")
     return value
+
+
+def env_text(name, default, form, expected):
+    """A text setting that must match the regular expression `form` (the whole value), refused
+    with a clear message when it does not. default=None: the variable is required."""
+    raw = os.environ.get(name, "")
+    if not raw and default is not None:
+        return default
+    if not raw:
+        raise SystemExit(f"{name} is not set: expected {expected}")
+    if not re.fullmatch(form, raw):
+        raise SystemExit(f"{name}={raw!r}: expected {expected}")
+    return raw
 
 
 def workers():

@@ -10,6 +10,8 @@ import socket
 import subprocess
 import sys
 import threading
+import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -298,3 +300,255 @@ class HostileUpstream:
             self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
         self.serving.join(DEADLINE)
+
+
+# ---------------------------------------------------------------- the view's upstreams
+NAMESPACE = "mesh-playground"
+GATEWAY = {
+    "source_workload": "istio-ingressgateway",
+    "source_workload_namespace": "istio-ingress",
+}
+PROXY = {"source_workload": "proxy", "source_workload_namespace": NAMESPACE}
+
+
+def series(source, service, workload, version, codes, p50, p99, reporter="source", ns=NAMESPACE):
+    """One edge as Istio's metrics hold it: its labels, its rate per response code (per
+    second), its 50th/99th percentile latency (ms; None: no histogram, Prometheus' NaN)."""
+    labels = {
+        "reporter": reporter,
+        **source,
+        "destination_service_name": service,
+        "destination_service_namespace": ns,
+        "destination_workload": workload,
+        "destination_version": version,
+        "response_flags": "-",
+    }
+    return {"labels": labels, "codes": codes, "p50": p50, "p99": p99}
+
+
+def split_80_20():
+    """The series' split demo under load: 10 rps in through the gateway, v1 80 / v2 20,
+    v1 with some 503s; decoys the view must not count (the servers' own reports of the same
+    requests, another namespace's traffic)."""
+    return [
+        series(GATEWAY, "proxy", "proxy", "v1", {"200": 9.8, "502": 0.2}, 14.0, 95.0),
+        series(PROXY, "webserver", "webserverv1", "v1", {"200": 7.6, "503": 0.4}, 4.2, 24.5),
+        series(PROXY, "webserver", "webserverv2", "v2", {"200": 2.0}, 5.5, 48.0),
+        series(PROXY, "webserver", "webserverv1", "v1", {"200": 7.6}, 3.0, 20.0, "destination"),
+        series(
+            {"source_workload": "other", "source_workload_namespace": "elsewhere"},
+            "web",
+            "webv1",
+            "v1",
+            {"200": 50.0},
+            1.0,
+            2.0,
+            ns="elsewhere",
+        ),
+    ]
+
+
+class StubPrometheus:
+    """A Prometheus on loopback whose /api/v1/query evaluates the view's instant queries
+    against canned `series`: it recognises the metric (istio_requests_total, or a
+    histogram_quantile(0.5|0.99) of the duration buckets), keeps the series that one of the
+    query's {label="value"} selections matches, keeps only the `sum by (...)` labels, and
+    answers a vector like Prometheus does. `queries` records every query received."""
+
+    def __init__(self, canned):
+        self.series = canned
+        self.queries = []
+        stub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                url = urllib.parse.urlsplit(self.path)
+                query = urllib.parse.parse_qs(url.query).get("query", [""])[0]
+                if url.path != "/api/v1/query" or not query:
+                    return self.answer(404, {"status": "error", "error": "not found"})
+                stub.queries.append(query)
+                result = stub.evaluate(query)
+                if result is None:
+                    error = {"status": "error", "errorType": "bad_data", "error": "unknown query"}
+                    return self.answer(400, error)
+                return self.answer(
+                    200, {"status": "success", "data": {"resultType": "vector", "result": result}}
+                )
+
+            def answer(self, status, payload):
+                body = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def evaluate(self, query):
+        quantile = re.match(r"histogram_quantile\((0\.5|0\.99), ", query)
+        metric = (
+            "istio_request_duration_milliseconds_bucket" if quantile else "istio_requests_total"
+        )
+        if not re.search(rf"\b{metric}\{{", query):
+            return None
+        selections = [
+            dict(re.findall(r'(\w+)="([^"]*)"', selection))
+            for selection in re.findall(rf"{metric}\{{([^}}]*)\}}", query)
+        ]
+        (by,) = set(re.findall(r"sum by \(([^)]*)\)", query))
+        kept = [name for name in by.split(",") if name not in ("le", "response_code")]
+        if quantile and "le" not in by.split(","):
+            return []  # histogram_quantile needs the buckets' le: without it, nothing
+        by_code = "response_code" in by.split(",")
+        now = time.time()
+        result = []
+        for item in self.series:
+            labels = item["labels"]
+            if not any(all(labels.get(k) == v for k, v in s.items()) for s in selections):
+                continue
+            metric_labels = {name: labels[name] for name in kept if name in labels}
+            if quantile:
+                value = item["p50" if quantile[1] == "0.5" else "p99"]
+                value = "NaN" if value is None else repr(value)
+                result.append({"metric": metric_labels, "value": [now, value]})
+            else:
+                codes = item["codes"] if by_code else {"": sum(item["codes"].values())}
+                for code, rate in codes.items():
+                    labels_out = {**metric_labels, "response_code": code} if code else metric_labels
+                    result.append({"metric": labels_out, "value": [now, str(rate)]})
+        return result
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class SilentServer:
+    """A listening socket that never accepts: connections are made (the kernel's backlog),
+    requests are sent, and no answer ever comes (a hung Prometheus or API server)."""
+
+    def __init__(self):
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self):
+        self.listener.close()
+
+
+def istio_objects():
+    """The namespace's Istio objects, as the collection renders the series' split, fault,
+    retry, gateway and external-service sets (roles/mesh_policies)."""
+    vs, dr = "VirtualService", "DestinationRule"
+    return {
+        vs: [
+            {"metadata": {"name": "webserver"}, "spec": {"hosts": ["webserver"], "http": [{
+                "name": "split",
+                "route": [
+                    {"destination": {"host": "webserver", "subset": "v1"}, "weight": 80},
+                    {"destination": {"host": "webserver", "subset": "v2"}, "weight": 20},
+                ],
+                "fault": {"abort": {"percentage": {"value": 50}, "httpStatus": 400}},
+                "retries": {"attempts": 3, "perTryTimeout": "2s", "retryOn": "5xx"},
+                "timeout": "10s",
+            }]}},
+            {"metadata": {"name": "proxy"}, "spec": {
+                "hosts": ["*"], "gateways": [f"{NAMESPACE}/default-gateway"],
+                "http": [{"route": [{"destination": {"host": "proxy"}}]}],
+            }},
+        ],
+        dr: [
+            {"metadata": {"name": "webserver"}, "spec": {
+                "host": "webserver",
+                "trafficPolicy": {"loadBalancer": {"simple": "ROUND_ROBIN"}},
+                "subsets": [{"name": "v1", "labels": {"version": "v1"}},
+                            {"name": "v2", "labels": {"version": "v2"}}],
+            }},
+            {"metadata": {"name": "github"}, "spec": {
+                "host": "raw.githubusercontent.com", "trafficPolicy": {"tls": {"mode": "SIMPLE"}},
+            }},
+        ],
+        "Gateway": [
+            {"metadata": {"name": "default-gateway"}, "spec": {
+                "selector": {"istio": "ingressgateway"},
+                "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"},
+                             "hosts": ["*"]}],
+            }},
+        ],
+        "ServiceEntry": [
+            {"metadata": {"name": "github"}, "spec": {
+                "hosts": ["raw.githubusercontent.com"], "location": "MESH_EXTERNAL",
+                "ports": [{"number": 443, "name": "tls", "protocol": "TLS"}], "resolution": "DNS",
+            }},
+        ],
+    }  # fmt: skip
+
+
+class StubKubernetes:
+    """The Kubernetes API's list endpoints of Istio's networking objects, on loopback: 401
+    without the bearer `token`, 404 for anything else; `seen` records (path, authorization)."""
+
+    def __init__(self, token, objects, namespace=NAMESPACE):
+        plurals = {
+            "virtualservices": "VirtualService",
+            "destinationrules": "DestinationRule",
+            "gateways": "Gateway",
+            "serviceentries": "ServiceEntry",
+        }
+        self.seen = []
+        stub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                stub.seen.append((self.path, self.headers.get("Authorization")))
+                if self.headers.get("Authorization") != f"Bearer {token}":
+                    return self.answer(401, {"kind": "Status", "code": 401})
+                match = re.fullmatch(
+                    rf"/apis/networking\.istio\.io/v1/namespaces/{namespace}/(\w+)", self.path
+                )
+                kind = match and plurals.get(match[1])
+                if not kind:
+                    return self.answer(404, {"kind": "Status", "code": 404})
+                items = [
+                    {"apiVersion": "networking.istio.io/v1", "kind": kind, **item}
+                    for item in objects.get(kind, [])
+                ]
+                self.answer(
+                    200,
+                    {"apiVersion": "networking.istio.io/v1", "kind": f"{kind}List", "items": items},
+                )
+
+            def answer(self, status, payload):
+                body = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,7 +1,15 @@
 """Fixtures of the app tests: real gunicorn processes and recording upstreams on loopback."""
 
 import pytest
-from apps_live import Gunicorn, RecordingUpstream
+from apps_live import (
+    Gunicorn,
+    RecordingUpstream,
+    SilentServer,
+    StubKubernetes,
+    StubPrometheus,
+    istio_objects,
+    split_80_20,
+)
 
 
 @pytest.fixture
@@ -10,7 +18,7 @@ def serve(tmp_path):
     started = []
 
     def start(app, wait=True, **env):
-        server = Gunicorn(app, tmp_path, {k: str(v) for k, v in env.items()})
+        server = Gunicorn(app, tmp_path, {k: None if v is None else str(v) for k, v in env.items()})
         started.append(server)
         return server.start(wait=wait)
 
@@ -30,5 +38,33 @@ def upstream():
 @pytest.fixture
 def other_upstream():
     server = RecordingUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def prometheus():
+    """A stub Prometheus holding the series' 80/20 split (apps_live.split_80_20)."""
+    server = StubPrometheus(split_80_20())
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def kubernetes(tmp_path):
+    """A stub Kubernetes API listing the namespace's Istio objects to a bearer token, and the
+    view's settings to reach it (KUBE_API_URL, KUBE_TOKEN_FILE)."""
+    token = tmp_path / "token"
+    token.write_text("view-token\n")
+    server = StubKubernetes("view-token", istio_objects())
+    server.env = {"KUBE_API_URL": server.url, "KUBE_TOKEN_FILE": str(token)}
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def silent():
+    """A server that accepts connections and never answers."""
+    server = SilentServer()
     yield server
     server.stop()

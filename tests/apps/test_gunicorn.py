@@ -8,9 +8,11 @@ from apps_live import APPS, DEADLINE, POLL, SERVE, raw_request
 from polling import wait_for
 
 
-@pytest.mark.parametrize("app", ["proxy", "webserver"])
+@pytest.mark.parametrize("app", ["proxy", "webserver", "view"])
 def test_settings_come_from_the_environment(app):
     env = {"PATH": "/usr/bin:/bin", "WEB_CONCURRENCY": "3", "GUNICORN_THREADS": "5", "PORT": "4040"}
+    if app == "view":
+        env["PROMETHEUS_URL"] = "http://127.0.0.1:9090"  # required
     printed = subprocess.run(
         [*SERVE, "--print-config"],
         cwd=APPS / app,

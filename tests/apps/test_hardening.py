@@ -637,8 +637,11 @@ def test_the_checks_above_cover_every_variable_the_apps_read():
     """Every os.environ read in the apps is one docs/apps.md documents."""
     docs = (APPS.parent / "docs" / "apps.md").read_text()
     names = set()
-    read = re.compile(r"""(?:env_int|_env_number|_env_float|os\.environ\.get)\(\s*["']([A-Z_]+)""")
-    for path in ("proxy/proxy.py", "webserver/webserver.py", "common/gunicorn_base.py"):
+    read = re.compile(
+        r"""(?:env_int|env_text|_readable|_env_number|_env_float|os\.environ\.get)\(\s*["']([A-Z_]+)"""
+    )
+    apps = ("proxy/proxy.py", "webserver/webserver.py", "view/view.py", "common/gunicorn_base.py")
+    for path in apps:
         names |= set(read.findall((APPS / path).read_text()))
     names |= {"SERVERCONTENT", "SERVERCONTNET"}
     assert names, "no variables found"

@@ -1,0 +1,194 @@
+"""The Istio objects in force on each hop of the mesh, as one-line summaries (pure functions,
+standard library only; view.py reads the objects from the Kubernetes API).
+
+A hop is (source workload, destination service), e.g. ("proxy", "webserver"). On it are:
+the VirtualServices that route to the service (by their hosts or their routes' destinations)
+and apply to that client (the gateway's when bound to a Gateway, the sidecars' otherwise), the
+DestinationRules and ServiceEntries of the service's host, and on the gateway's hop the
+Gateways its VirtualServices are bound to.
+"""
+
+from meshmetrics import GATEWAY_WORKLOAD
+
+KINDS = ("VirtualService", "DestinationRule", "Gateway", "ServiceEntry")
+
+
+def _short(host, namespace):
+    """A host as the metrics name it: webserver.ns.svc.cluster.local -> webserver."""
+    for suffix in (f".{namespace}.svc.cluster.local", f".{namespace}.svc", f".{namespace}"):
+        if host.endswith(suffix):
+            return host.removesuffix(suffix)
+    return host
+
+
+def _matches(host, service, namespace):
+    host = _short(host or "", namespace)
+    if host == "*":
+        return True
+    if host.startswith("*."):
+        return service.endswith(host[1:])
+    return host == service
+
+
+def _percent(percentage):
+    value = (percentage or {}).get("value", 100)
+    return f"{value:g}%" if isinstance(value, int | float) else f"{value}%"
+
+
+def _destination(destination, namespace):
+    host = _short(destination.get("host", "?"), namespace)
+    subset = destination.get("subset")
+    port = (destination.get("port") or {}).get("number")
+    return host + (f":{port}" if port else "") + (f" {subset}" if subset else "")
+
+
+def route_summary(route, namespace):
+    """One http route of a VirtualService, e.g. 'split v1 80 / v2 20, retries 3 x 2s'."""
+    parts = []
+    for match in route.get("match") or []:
+        for what, value in match.get("uri", {}).items():
+            parts.append(f"when uri {what} {value}")
+        for name, value in (match.get("headers") or {}).items():
+            for what, text in value.items():
+                parts.append(f"when header {name} {what} {text}")
+    if "redirect" in route:
+        redirect = route["redirect"]
+        parts.append(f"redirect to {redirect.get('authority', '')}{redirect.get('uri', '')}")
+    if "rewrite" in route:
+        rewrite = route["rewrite"]
+        shown = " ".join(f"{key} {value}" for key, value in rewrite.items())
+        parts.append(f"rewrite {shown}")
+    destinations = route.get("route") or []
+    if len(destinations) > 1 or (destinations and "weight" in destinations[0]):
+        parts.append(
+            "split "
+            + " / ".join(
+                f"{d['destination'].get('subset') or _destination(d['destination'], namespace)} "
+                f"{d.get('weight', 0)}"
+                for d in destinations
+            )
+        )
+    elif destinations:
+        parts.append(f"to {_destination(destinations[0]['destination'], namespace)}")
+    fault = route.get("fault") or {}
+    if "abort" in fault:
+        abort = fault["abort"]
+        code = abort.get("httpStatus") or abort.get("grpcStatus") or "?"
+        parts.append(f"fault abort {_percent(abort.get('percentage'))} {code}")
+    if "delay" in fault:
+        delay = fault["delay"]
+        parts.append(f"fault delay {_percent(delay.get('percentage'))} {delay.get('fixedDelay')}")
+    if "retries" in route:
+        retries = route["retries"]
+        per_try = retries.get("perTryTimeout")
+        parts.append(f"retries {retries.get('attempts', 0)}" + (f" x {per_try}" if per_try else ""))
+    if "timeout" in route:
+        parts.append(f"timeout {route['timeout']}")
+    return ", ".join(parts) or "no route"
+
+
+def summary(kind, spec, namespace):
+    """One line saying what an object does."""
+    if kind == "VirtualService":
+        text = "; ".join(route_summary(route, namespace) for route in spec.get("http") or [])
+        gateways = [g for g in spec.get("gateways") or [] if g != "mesh"]
+        prefix = f"via gateway {', '.join(gateways)}: " if gateways else ""
+        return prefix + (text or "no http routes")
+    if kind == "DestinationRule":
+        parts = []
+        subsets = [subset.get("name", "?") for subset in spec.get("subsets") or []]
+        if subsets:
+            parts.append("subsets " + ", ".join(subsets))
+        policy = spec.get("trafficPolicy") or {}
+        if "loadBalancer" in policy:
+            parts.append(f"load balancer {policy['loadBalancer'].get('simple', 'custom')}")
+        if "tls" in policy:
+            parts.append(f"TLS {policy['tls'].get('mode', '?')}")
+        pool = policy.get("connectionPool") or {}
+        if "maxConnections" in pool.get("tcp", {}):
+            parts.append(f"max {pool['tcp']['maxConnections']} connections")
+        if "http1MaxPendingRequests" in pool.get("http", {}):
+            parts.append(f"max {pool['http']['http1MaxPendingRequests']} pending")
+        outlier = policy.get("outlierDetection") or {}
+        if outlier:
+            errors = outlier.get("consecutive5xxErrors", outlier.get("consecutiveErrors", "?"))
+            ejection = outlier.get("baseEjectionTime", "?")
+            parts.append(f"eject after {errors} x 5xx for {ejection}")
+        return ", ".join(parts) or "defaults"
+    if kind == "Gateway":
+        return (
+            "; ".join(
+                f"port {server.get('port', {}).get('number', '?')} "
+                f"{server.get('port', {}).get('protocol', '?')}, hosts "
+                + ", ".join(server.get("hosts") or [])
+                for server in spec.get("servers") or []
+            )
+            or "no servers"
+        )
+    if kind == "ServiceEntry":
+        ports = ", ".join(
+            f"{port.get('number')} {port.get('protocol', '')}".strip()
+            for port in spec.get("ports") or []
+        )
+        return (
+            f"{spec.get('location', 'MESH_EXTERNAL')} {', '.join(spec.get('hosts') or [])}"
+            + (f" port {ports}" if ports else "")
+            + f", resolution {spec.get('resolution', 'NONE')}"
+        )
+    return ""
+
+
+def _routes_to(spec, service, namespace):
+    return any(
+        _matches(destination.get("destination", {}).get("host"), service, namespace)
+        for route in spec.get("http") or []
+        for destination in route.get("route") or []
+    )
+
+
+def on_hop(source, service, objects, namespace):
+    """[{kind, name, summary}] of `objects` ({kind: [object]}) in force on the hop."""
+    from_gateway = source == GATEWAY_WORKLOAD
+    found, gateways = [], set()
+    for item in objects.get("VirtualService", []):
+        spec = item.get("spec") or {}
+        bound = [g for g in spec.get("gateways") or [] if g != "mesh"]
+        applies = bool(bound) if from_gateway else (not bound or "mesh" in spec["gateways"])
+        hosts = spec.get("hosts") or []
+        routed = any(_matches(h, service, namespace) for h in hosts if h != "*")
+        if applies and (routed or _routes_to(spec, service, namespace)):
+            found.append(item)
+            gateways |= {g.removeprefix(f"{namespace}/") for g in bound}
+    for item in objects.get("DestinationRule", []):
+        if _matches((item.get("spec") or {}).get("host"), service, namespace):
+            found.append(item)
+    if from_gateway:
+        found += [item for item in objects.get("Gateway", []) if _name(item) in gateways]
+    for item in objects.get("ServiceEntry", []):
+        hosts = (item.get("spec") or {}).get("hosts") or []
+        if any(_matches(host, service, namespace) for host in hosts):
+            found.append(item)
+    return [
+        {
+            "kind": item.get("kind", "?"),
+            "name": _name(item),
+            "summary": summary(item.get("kind"), item.get("spec") or {}, namespace),
+        }
+        for item in found
+    ]
+
+
+def _name(item):
+    return (item.get("metadata") or {}).get("name", "?")
+
+
+def external_hosts(objects):
+    """The hosts of the namespace's ServiceEntries (hops the proxy may take out of the mesh)."""
+    return sorted(
+        {
+            host
+            for item in objects.get("ServiceEntry", [])
+            for host in (item.get("spec") or {}).get("hosts") or []
+            if "*" not in host
+        }
+    )
