@@ -38,14 +38,14 @@ serve: venv ## Serve webserver (:3031) and proxy (:3030 -> webserver) locally on
 	@bash apps/serve-local.sh
 
 # The mesh's traffic per destination workload and version (apps/view/meshstat.py, like
-# `linkerd viz stat`), over WINDOW, in namespace NS. Prometheus' address: for now from
-# PROMETHEUS_URL (default http://127.0.0.1:30090, the NodePort the in-cluster Prometheus is
-# meant to have); a helper that finds it in the cluster is coming with that Prometheus.
+# `linkerd viz stat`), over WINDOW, in namespace NS, from the local cluster's Prometheus (its
+# NodePort, cluster/node-real/url.sh) or the one PROMETHEUS_URL names.
 .PHONY: stat
 NS ?= mesh-playground
 WINDOW ?= 1m
 stat: ## Traffic per workload and version from Prometheus: RPS, success %, p50/p99, requests (NS, WINDOW, PROMETHEUS_URL)
-	@python3 apps/view/meshstat.py --prometheus "$${PROMETHEUS_URL:-http://127.0.0.1:30090}" --namespace "$(NS)" --window "$(WINDOW)"
+	@url="$${PROMETHEUS_URL:-$$(cluster/node-real/url.sh --prometheus)}" && \
+		python3 apps/view/meshstat.py --prometheus "$$url" --namespace "$(NS)" --window "$(WINDOW)"
 
 # ---------------------------------------------------------------- quality gates
 .PHONY: lint lint-shell
