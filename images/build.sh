@@ -20,6 +20,12 @@ VARS_FILE=$REPO_ROOT/.cluster/images.yml
 start=$SECONDS
 base=$("$REPO_ROOT/images/base.sh")
 info "base image: $base"
+# Mostly downloads, so beside the CPU-bound builds below: the base with Java (debootstrap) and
+# the Zipkin jar, for images/observability.sh.
+background_log=$IMAGE_CACHE/background.log
+("$REPO_ROOT/images/base.sh" jre && "$REPO_ROOT/cluster/istio-build.sh" zipkin) >"$background_log" 2>&1 &
+background=$!
+info "in the background: the Java base image and the Zipkin jar (log: $background_log)"
 pause=$("$REPO_ROOT/images/pause.sh")
 info "sandbox image: $pause"
 mapfile -t app_refs < <("$REPO_ROOT/images/apps.sh" "${APPS[@]}")
@@ -29,6 +35,7 @@ read -r istio_hub istio_tag <<<"${istio##*$'\n'}"
 [[ $istio_hub == "$IMAGE_PREFIX/istio" && -n $istio_tag ]] || die "images/istio.sh printed '$istio', expected 'HUB TAG'"
 istio_refs=("$istio_hub/pilot:$istio_tag" "$istio_hub/proxyv2:$istio_tag" "$istio_hub/install-cni:$istio_tag")
 info "Istio images: $istio_hub/{pilot,proxyv2,install-cni}:$istio_tag"
+wait "$background" || die "the Java base image or the Zipkin jar failed: $(tail -5 "$background_log")"
 mapfile -t observability_refs < <("$REPO_ROOT/images/observability.sh")
 info "observability images: ${observability_refs[*]}"
 
