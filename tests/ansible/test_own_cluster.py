@@ -1,0 +1,172 @@
+"""Your own cluster, as README's "Your own cluster" describes it, shown on the local cluster: an
+inventory of one's own whose kubeconfig is the client's default (empty playground_kubeconfig,
+$KUBECONFIG set), a `~` path, or a path relative to the inventory each deploys; a FILL-IN CA
+fingerprint refuses before anything is touched and prints the sha256: value that, pasted into
+the inventory, then deploys. The kubeconfig is a copy of the local cluster's (its CA and
+credentials are inline), so only the way the path is written differs."""
+
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from ansible_live import CONTEXT, KUBECONFIG, REPO, run
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from target import ca_fingerprint
+
+pytestmark = pytest.mark.cluster
+
+FINGERPRINT = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def expected_fingerprint() -> str:
+    return ca_fingerprint((REPO / ".cluster" / "pki" / "ca.crt").read_text())
+
+
+def inventory(where: Path, namespace: str, **host_vars) -> Path:
+    """inventory/<yours>: hosts.yml and host_vars/<host>.yml, the plain apps, one replica each."""
+    (where / "host_vars").mkdir(parents=True, exist_ok=True)
+    host = {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+    }
+    (where / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": {"my-cluster": host}}}))
+    settings = {
+        "playground_context": CONTEXT,
+        "playground_namespace": namespace,
+        "playground_mesh": False,
+        "app_workloads_replicas": 1,
+        **host_vars,
+    }
+    images = REPO / ".cluster" / "images.yml"  # what make images built (as test_collection)
+    if images.exists():
+        settings.update(yaml.safe_load(images.read_text()) or {})
+    (where / "host_vars" / "my-cluster.yml").write_text(yaml.safe_dump(settings))
+    return where
+
+
+def playbook(name: str, inventory_dir: Path, *extra: str, **env: str):
+    # KUBECONFIG and HOME as the case sets them (empty KUBECONFIG: not set, for the client).
+    return run(
+        "ansible-playbook", "-i", str(inventory_dir), f"playbooks/{name}", *extra,
+        env={"KUBECONFIG": "", **env},
+    )  # fmt: skip
+
+
+def deployments(api: client.ApiClient, namespace: str) -> set[str]:
+    try:
+        items = client.AppsV1Api(api).list_namespaced_deployment(namespace).items
+    except ApiException as error:
+        if error.status == 404:
+            return set()
+        raise
+    return {d.metadata.name for d in items}
+
+
+def namespace_exists(api: client.ApiClient, namespace: str) -> bool:
+    try:
+        client.CoreV1Api(api).read_namespace(namespace)
+    except ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
+
+
+def remove(api: client.ApiClient, namespace: str) -> None:
+    try:
+        client.CoreV1Api(api).delete_namespace(namespace)
+    except ApiException as error:
+        if error.status != 404:
+            raise
+
+
+def deploys_and_undeploys(api, inventory_dir: Path, namespace: str, **env: str) -> None:
+    try:
+        deployed = playbook("deploy.yml", inventory_dir, **env)
+        assert deployed.returncode == 0, deployed.stdout[-4000:] + deployed.stderr[-2000:]
+        assert deployments(api, namespace) == {"webserverv1", "webserverv2", "proxy"}
+        proxy = client.CoreV1Api(api).read_namespaced_service("proxy", namespace)
+        assert proxy.spec.type == "NodePort"  # not a load balancer unless asked
+        undeployed = playbook("undeploy.yml", inventory_dir, **env)
+        assert undeployed.returncode == 0, undeployed.stdout[-4000:] + undeployed.stderr[-2000:]
+        assert deployments(api, namespace) == set()
+    finally:
+        remove(api, namespace)
+
+
+def test_an_empty_kubeconfig_is_kubeconfigs_first_entry(tmp_path: Path, local_api) -> None:
+    shutil.copy(KUBECONFIG, tmp_path / "kubeconfig")
+    namespace = f"own-env-{uuid.uuid4().hex[:6]}"
+    inv = inventory(
+        tmp_path / "inventory",
+        namespace,
+        playground_kubeconfig="",
+        playground_cluster_ca_fingerprint=expected_fingerprint(),
+    )
+    kubeconfig = f"{tmp_path / 'kubeconfig'}:{tmp_path / 'absent'}"
+    deploys_and_undeploys(local_api, inv, namespace, KUBECONFIG=kubeconfig)
+
+
+def test_a_tilde_kubeconfig_is_in_home(tmp_path: Path, local_api) -> None:
+    home = tmp_path / "home"
+    (home / ".kube").mkdir(parents=True)
+    shutil.copy(KUBECONFIG, home / ".kube" / "config")
+    namespace = f"own-home-{uuid.uuid4().hex[:6]}"
+    inv = inventory(
+        tmp_path / "inventory",
+        namespace,
+        playground_kubeconfig="~/.kube/config",
+        playground_cluster_ca_fingerprint=expected_fingerprint(),
+    )
+    deploys_and_undeploys(local_api, inv, namespace, HOME=str(home))
+
+
+def test_a_relative_kubeconfig_is_the_inventorys(tmp_path: Path, local_api) -> None:
+    namespace = f"own-rel-{uuid.uuid4().hex[:6]}"
+    inv = inventory(
+        tmp_path / "inventory",
+        namespace,
+        playground_kubeconfig="secrets/kubeconfig",
+        playground_cluster_ca_fingerprint=expected_fingerprint(),
+    )
+    (inv / "secrets").mkdir()
+    shutil.copy(KUBECONFIG, inv / "secrets" / "kubeconfig")
+    # ansible-playbook runs from the repository: relative to the inventory, not the cwd.
+    deploys_and_undeploys(local_api, inv, namespace)
+
+
+def test_a_fill_in_fingerprint_refuses_and_prints_the_one_that_works(
+    tmp_path: Path, local_api
+) -> None:
+    shutil.copy(KUBECONFIG, tmp_path / "kubeconfig")
+    namespace = f"own-fill-{uuid.uuid4().hex[:6]}"
+    inv = inventory(
+        tmp_path / "inventory",
+        namespace,
+        playground_kubeconfig="",
+        playground_cluster_ca_fingerprint="FILL-IN: sha256:<hex> of the cluster's CA",
+    )
+    env = {"KUBECONFIG": str(tmp_path / "kubeconfig")}
+    try:
+        refused = playbook("deploy.yml", inv, **env)
+        assert refused.returncode == 2, refused.stdout[-4000:]
+        assert "Fill in playground_cluster_ca_fingerprint" in refused.stdout
+        # Before anything was read or touched.
+        assert "Look up the target namespace" not in refused.stdout
+        assert "Apply in one call" not in refused.stdout
+        assert not namespace_exists(local_api, namespace)
+        printed = set(FINGERPRINT.findall(refused.stdout))
+        assert printed == {expected_fingerprint()}, refused.stdout[-4000:]
+
+        # Pasted into the inventory, as the message says.
+        host_vars = inv / "host_vars" / "my-cluster.yml"
+        settings = yaml.safe_load(host_vars.read_text())
+        settings["playground_cluster_ca_fingerprint"] = printed.pop()
+        host_vars.write_text(yaml.safe_dump(settings))
+        deploys_and_undeploys(local_api, inv, namespace, **env)
+    finally:
+        remove(local_api, namespace)
