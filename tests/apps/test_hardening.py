@@ -637,9 +637,9 @@ def test_the_checks_above_cover_every_variable_the_apps_read():
     """Every os.environ read in the apps is one docs/apps.md documents."""
     docs = (APPS.parent / "docs" / "apps.md").read_text()
     names = set()
-    read = re.compile(r"""(?:env_int|_env_number|_env_float|os\.environ\.get)\(\s*["']([A-Z_]+)""")
-    for path in ("proxy/proxy.py", "webserver/webserver.py", "common/gunicorn_base.py"):
-        names |= set(read.findall((APPS / path).read_text()))
+    read = re.compile(r"""(?:env\w*|os\.environ\.get)\(\s*["']([A-Z_]+)""")
+    for path in APPS.glob("*/*.py"):  # the apps, their gunicorn settings and worker, serve.py
+        names |= set(read.findall(path.read_text()))
     names |= {"SERVERCONTENT", "SERVERCONTNET"}
     assert names, "no variables found"
     missing = sorted(name for name in names if f"`{name}`" not in docs)
