@@ -47,8 +47,8 @@ def hostile():
 def test_proxy_uses_no_private_api_of_requests_or_urllib3():
     """No `_`-prefixed attribute of a requests/urllib3 class, no private import, no override
     of a private method, no subclass of requests.Response (the cookie-jar-less one was)."""
-    source = (APPS / "proxy" / "proxy.py").read_text()
-    tree = ast.parse(source)
+    sources = [(APPS / "proxy" / name).read_text() for name in ("proxy.py", "upstream.py")]
+    tree = ast.Module([node for source in sources for node in ast.parse(source).body], [])
     private = set()  # every _name (not __dunder__) defined on a class of requests or urllib3
     for package in (requests, urllib3):
         for path in Path(package.__file__).parent.rglob("*.py"):
