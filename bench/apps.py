@@ -168,7 +168,7 @@ def upstream_call_costs(web_port):
                 pass
 
     layers = [
-        ("upstream.fetch (requests adapter, hardened)", lambda: upstream.fetch(url, {})),
+        ("upstream.fetch (requests, hardened)", lambda: upstream.fetch(url, {})),
         ("urllib3 pool.urlopen", lambda: pool.urlopen("GET", "/", headers=close).data),
         ("http.client", with_http_client),
         ("socket, request bytes written by hand", with_socket),
