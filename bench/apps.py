@@ -146,11 +146,12 @@ def upstream_call_costs(web_port):
     """[(client layer, CPU us per call)] of one GET / of our webserver, a new connection each
     (the proxy's default), measured in this process with time.process_time (user + system)."""
     os.environ["PROXYURL"] = f"http://127.0.0.1:{web_port}"
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "apps" / "proxy"))
-    import proxy
+    apps = Path(__file__).resolve().parents[1] / "apps"
+    sys.path[:0] = [str(apps / "proxy"), str(apps / "common")]
+    import upstream
     import urllib3
 
-    url = proxy.upstream_url("/")
+    url = upstream.upstream_url("/")
     pool = urllib3.HTTPConnectionPool("127.0.0.1", web_port, maxsize=1)
     close = {"Connection": "close"}
 
@@ -167,7 +168,7 @@ def upstream_call_costs(web_port):
                 pass
 
     layers = [
-        ("proxy.fetch (requests adapter, hardened)", lambda: proxy.fetch(url, {})),
+        ("upstream.fetch (requests, hardened)", lambda: upstream.fetch(url, {})),
         ("urllib3 pool.urlopen", lambda: pool.urlopen("GET", "/", headers=close).data),
         ("http.client", with_http_client),
         ("socket, request bytes written by hand", with_socket),

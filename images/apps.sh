@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the app images from the project's own Containerfiles (apps/<app>/Containerfile, build
-# context apps/) on the local base image. The tag is a content hash of the app, the shared
-# code and the base, so an image is rebuilt only when one of them changes.
+# Builds the app images from the project's one Containerfile (apps/Containerfile, --build-arg
+# APP=<app>, build context apps/) on the local base image. The tag is a content hash of the app,
+# the shared code, the Containerfile and the base, so an image is rebuilt only when one of them
+# changes.
 # Usage: apps.sh APP...   Prints one image reference per app.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -33,17 +34,18 @@ wheelhouse() {
 	echo "$dir"
 }
 
+containerfile=$REPO_ROOT/apps/Containerfile
 base=$("$REPO_ROOT/images/base.sh")
 for app in "$@"; do
-	containerfile=$REPO_ROOT/apps/$app/Containerfile
-	[[ -f $containerfile ]] || die "no $containerfile: each app brings its own Containerfile (ARG BASE_IMAGE)"
-	ref=$IMAGE_PREFIX/$app:$(content_hash "apps/$app" apps/common "$base")
+	[[ -f $REPO_ROOT/apps/$app/$app.py && -f $REPO_ROOT/apps/$app/requirements.txt ]] ||
+		die "no app $app: expected apps/$app/$app.py and apps/$app/requirements.txt (apps: $(app_dirs))"
+	ref=$IMAGE_PREFIX/$app:$(content_hash "apps/$app" apps/common apps/Containerfile "$base")
 	if ! image_exists "$ref"; then
-		info "building $ref from apps/$app/Containerfile on $base"
+		info "building $ref from apps/Containerfile (APP=$app) on $base"
 		start=$SECONDS
 		wheels=$(wheelhouse "$app")
 		# The build itself is offline: pip installs from the wheelhouse, the container has no network.
-		bah bud --quiet --layers --network none --pull-never --build-arg "BASE_IMAGE=$base" \
+		bah bud --quiet --layers --network none --pull-never --build-arg "BASE_IMAGE=$base" --build-arg "APP=$app" \
 			--volume "$wheels:/wheels:ro" --build-arg "PIP_INSTALL_OPTIONS=--no-index --find-links=/wheels" \
 			--file "$containerfile" --tag "$ref" "$REPO_ROOT/apps" >/dev/null
 		info "built $ref in $((SECONDS - start))s"

@@ -2,7 +2,7 @@
 # `make images`: builds every image the real node needs, locally (nothing is pulled):
 #   base   Debian minbase + Python 3 (images/base.sh), the apps' BASE_IMAGE
 #   pause  the pod sandbox (images/pause.sh)
-#   apps   apps/<app>/Containerfile on the base (images/apps.sh), tagged by content hash
+#   apps   apps/Containerfile (APP=<app>) on the base (images/apps.sh), tagged by content hash
 #   istio  pilot, proxyv2, install-cni from Istio built from source (images/istio.sh; the first
 #          run builds Istio, ~15 min cold), one hub and tag for the charts (roles/istio_mesh)
 #   observability  prometheus and zipkin (images/observability.sh; the first run builds

@@ -24,15 +24,17 @@ from pathlib import Path
 import meshmetrics
 import meshobjects
 from meshmetrics import TIMEOUT
-from settings import env_text
+from settings import SettingError, env_match
 
-PROMETHEUS_URL = env_text(
-    "PROMETHEUS_URL", None, meshmetrics.PROMETHEUS_URL_FORM, meshmetrics.PROMETHEUS_URL_EXPECTED
+PROMETHEUS_URL = env_match(
+    "PROMETHEUS_URL", meshmetrics.PROMETHEUS_URL_FORM, meshmetrics.PROMETHEUS_URL_EXPECTED
 )
-NAMESPACE = env_text(
-    "VIEW_NAMESPACE", "mesh-playground", meshmetrics.NAMESPACE_FORM, meshmetrics.NAMESPACE_EXPECTED
+if not PROMETHEUS_URL:  # required: the view shows nothing without it
+    raise SettingError("PROMETHEUS_URL", "", f"expected {meshmetrics.PROMETHEUS_URL_EXPECTED}")
+NAMESPACE = env_match(
+    "VIEW_NAMESPACE", meshmetrics.NAMESPACE_FORM, meshmetrics.NAMESPACE_EXPECTED, "mesh-playground"
 )
-WINDOW = env_text("VIEW_WINDOW", "1m", meshmetrics.WINDOW_FORM, meshmetrics.WINDOW_EXPECTED)
+WINDOW = env_match("VIEW_WINDOW", meshmetrics.WINDOW_FORM, meshmetrics.WINDOW_EXPECTED, "1m")
 
 # ---------------------------------------------------------------- the Kubernetes API
 SERVICE_ACCOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -42,29 +44,29 @@ _PORT = r"[1-9][0-9]{0,4}"
 
 def _readable(name, default):
     """A file setting: an absolute path that can be read at start (default: not checked)."""
-    raw = env_text(name, "", r"/[^\x00-\x1f]*", "an absolute path of a readable file")
+    raw = env_match(name, r"/[^\x00-\x1f]*", "an absolute path of a readable file")
     if not raw:
         return default
     try:
         with open(raw, "rb"):
             pass
     except OSError as error:
-        raise SystemExit(
-            f"{name}={raw!r}: cannot read it ({error.strerror}); expected a readable file"
+        raise SettingError(
+            name, raw, f"cannot read it ({error.strerror}); expected a readable file"
         ) from None
     return raw
 
 
 def _api_url():
     """KUBE_API_URL, else the in-cluster address (KUBERNETES_SERVICE_HOST/_PORT), else None."""
-    url = env_text(
-        "KUBE_API_URL", "", r"https?://(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?",
+    url = env_match(
+        "KUBE_API_URL", r"https?://(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?",
         "http(s)://host[:port], e.g. https://127.0.0.1:6443",
     )  # fmt: skip
     if url:
         return url
-    host = env_text("KUBERNETES_SERVICE_HOST", "", _HOST, "the API server's IP address or name")
-    port = env_text("KUBERNETES_SERVICE_PORT", "443", _PORT, "a port number, e.g. 443")
+    host = env_match("KUBERNETES_SERVICE_HOST", _HOST, "the API server's IP address or name")
+    port = env_match("KUBERNETES_SERVICE_PORT", _PORT, "a port number, e.g. 443", "443")
     if not host:
         return None
     return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"

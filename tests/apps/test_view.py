@@ -231,7 +231,7 @@ def test_probes_answer_while_every_thread_waits_on_a_hung_prometheus(serve, kube
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"PROMETHEUS_URL": None}, "PROMETHEUS_URL is not set: expected http://host[:port]"),
+        ({"PROMETHEUS_URL": None}, "PROMETHEUS_URL='': expected http://host[:port]"),
         ({"PROMETHEUS_URL": "https://p:9090"}, "PROMETHEUS_URL='https://p:9090': expected http"),
         ({"PROMETHEUS_URL": "http://p:9090/x"}, "PROMETHEUS_URL='http://p:9090/x'"),
         ({"PROMETHEUS_URL": "http://p:99999"}, "PROMETHEUS_URL='http://p:99999'"),

@@ -1,26 +1,18 @@
-"""Gunicorn settings shared by both apps (each app's gunicorn.conf.py imports them).
+"""What gunicorn does differently for the apps: its worker, its access log, its error answers.
 
-Every setting comes from the environment (see docs/apps.md). Choices:
-- gthread workers: the proxy waits on its upstream and /delay sleeps; a sync worker would block
-  on either, and sync workers close every connection, so a proxy in front of them would pay a
-  new TCP connection per request.
-- keep-alive longer than Envoy's default idle timeout (1 h): the side that closes an idle
-  connection first must be the mesh, or a request racing the close gets a 503.
-- graceful shutdown: SIGTERM stops accepting, in-flight requests finish (GUNICORN_GRACEFUL_TIMEOUT).
-- read-only root filesystem: worker heartbeat files in /dev/shm, or the first writable one of
-  GUNICORN_WORKER_TMP_DIR, /dev/shm, $TMPDIR, /tmp (none: the start stops and says so); no
-  control socket file.
-- slow clients never hold a thread: GuardedThreadWorker reads each request head in the event
-  loop and hands only complete heads to the thread pool; a head not complete after
+gunicorn.conf.py names these; each is tied to gunicorn's gthread worker as pinned in the apps'
+requirements (gunicorn==27.0.1), see docs/apps.md "How the probes stay answerable":
+- GuardedThreadWorker: slow clients never hold a thread. The event loop reads each request head
+  and hands only complete heads to the thread pool; a head not complete after
   GUNICORN_HEADER_TIMEOUT seconds is answered 408 and dropped; a response write that makes no
   progress for GUNICORN_SEND_TIMEOUT seconds drops the connection. /healthz and /readyz are
   served by the event loop itself, so they answer while every pool thread is busy.
-- access log: one JSON object per line, built with json.dumps (a JSON access_log_format
+- JsonAccessLogger: one JSON object per line, built with json.dumps (a JSON access_log_format
   string would only escape '"', not backslashes or control characters).
+- write_plain_error: gunicorn's own answers (malformed requests) as text/plain + nosniff.
 """
 
 import errno
-import ipaddress
 import json
 import os
 import re
@@ -28,64 +20,14 @@ import selectors
 import socket
 import struct
 import sys
-import tempfile
 import time
 from concurrent.futures import Future
 from functools import partial
 
 import gunicorn.util
-import settings
 from gunicorn.glogging import Logger
 from gunicorn.workers.gthread import TConn, ThreadWorker
 from settings import env_int
-
-
-def bind_address(raw):
-    """BIND_ADDRESS as gunicorn's "host" part: an IP address of this machine (IPv6 bracketed)."""
-    host = raw.removeprefix("[").removesuffix("]")
-    try:
-        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
-    except ValueError:
-        if not re.fullmatch(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", host):
-            raise SystemExit(
-                f"BIND_ADDRESS={raw!r}: expected an IP address of this host (e.g. 0.0.0.0, "
-                "127.0.0.1, ::) or a host name"
-            ) from None
-        family = socket.AF_UNSPEC
-    try:  # can it be bound at all? (port 0: says nothing about PORT being free)
-        info = socket.getaddrinfo(host, 0, family, socket.SOCK_STREAM)[0]
-        with socket.socket(info[0], socket.SOCK_STREAM) as probe:
-            probe.bind(info[4])
-    except OSError as error:
-        raise SystemExit(
-            f"BIND_ADDRESS={raw!r}: cannot listen on it ({error.strerror or error}); expected "
-            "an address of this host, e.g. 0.0.0.0 or 127.0.0.1"
-        ) from None
-    return f"[{host}]" if family == socket.AF_INET6 else host
-
-
-def worker_tmp_directory():
-    """Where gunicorn's workers keep their heartbeat files: a directory we can create files in."""
-    chosen = os.environ.get("GUNICORN_WORKER_TMP_DIR", "")
-    problems = []
-    candidates = [chosen] if chosen else ["/dev/shm"]  # noqa: S108
-    if not chosen:
-        try:
-            candidates.append(tempfile.gettempdir())  # $TMPDIR, /tmp, ..., the first writable
-        except OSError as error:  # none is
-            problems.append(str(error))
-    for directory in candidates:
-        try:
-            with tempfile.TemporaryFile(dir=directory):
-                return directory
-        except OSError as error:
-            problems.append(f"{directory}: {error.strerror or error}")
-    what = f"GUNICORN_WORKER_TMP_DIR={chosen!r}" if chosen else "no writable directory"
-    raise SystemExit(
-        f"{what}: gunicorn needs a writable directory for its worker heartbeat files "
-        f"({'; '.join(problems)}); mount a writable emptyDir (e.g. medium: Memory at /dev/shm) "
-        "or set GUNICORN_WORKER_TMP_DIR to a writable directory"
-    )
 
 
 class JsonAccessLogger(Logger):
@@ -283,25 +225,3 @@ class GuardedThreadWorker(ThreadWorker):
 
 def _timeval(seconds):
     return struct.pack("ll", seconds, 0)
-
-
-_port = env_int("PORT", 3030, 1, 65535)
-bind = f"{bind_address(os.environ.get('BIND_ADDRESS') or '127.0.0.1')}:{_port}"
-worker_class = GuardedThreadWorker
-workers = settings.workers()
-threads = env_int("GUNICORN_THREADS", 8, 1, 1024)
-keepalive = env_int("GUNICORN_KEEPALIVE", 3700, 1, 86400)
-graceful_timeout = env_int("GUNICORN_GRACEFUL_TIMEOUT", 30, 0, 3600)
-# Import the app in the master: a bad setting fails the start once, with its message.
-preload_app = True
-worker_tmp_dir = worker_tmp_directory()
-control_socket_disable = True
-# Nobody may set the URL scheme or SCRIPT_NAME/PATH_INFO through X-Forwarded-* style headers
-# (gunicorn trusts 127.0.0.1 by default; the apps build no URLs from them).
-forwarded_allow_ips = ""
-logger_class = JsonAccessLogger
-_access_log = os.environ.get("ACCESS_LOG") or "on"
-if _access_log not in ("on", "off"):
-    raise SystemExit(f"ACCESS_LOG={_access_log!r}: expected on or off")
-accesslog = None if _access_log == "off" else "-"
-errorlog = "-"
