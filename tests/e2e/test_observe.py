@@ -12,6 +12,8 @@ EnvoyFilter) is what `make mesh-up` (playbooks/istio.yml) installed. Traffic goe
 
 import json
 import secrets
+import shutil
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from browser import Browser
 from e2e_live import CONTEXT, IMAGES_VARS, KUBECONFIG, REPO, run
 from kubernetes import client
 from polling import wait_for
@@ -261,6 +264,55 @@ def test_an_80_20_split_in_prometheus_agrees_with_the_client(
     assert abs(share - client_share) <= 0.02
 
 
+def test_the_live_view_shows_the_split_while_traffic_runs(
+    core: client.CoreV1Api, urls: dict[str, str], tmp_path: Path
+) -> None:
+    """The view (its NodePort) in headless Chromium while about 10 requests/s go through the
+    gateway under the 80/20 split of the test before: both versions drawn, V1's share within
+    ± 0.05 of 0.80 and of the share the client saw; no console errors; a screenshot."""
+    view = f"http://127.0.0.1:{node_port(core, NAMESPACE, 'view', 'http-web')}/"
+    seen: list[dict] = []
+    stop = threading.Event()
+
+    def send() -> None:
+        while not stop.is_set():
+            seen.append(one(urls["gateway"] + "/", {"Host": GATEWAY_HOST}, 30))
+            stop.wait(0.1)  # pacing, not synchronisation: a steady ~10 requests/s
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    try:
+        with Browser() as browser:
+            browser.open(view)
+            shown = browser.wait(
+                """(() => {
+                  const share = (v) => +(document.querySelector(
+                    `[data-edge="proxy->webserver:${v}"]`)?.dataset.share ?? NaN);
+                  const v1 = share("v1"), v2 = share("v2");
+                  return Math.abs(v1 - 0.8) <= 0.05 && v2 > 0 && {v1, v2,
+                    nodes: [...document.querySelectorAll("[data-node]")].map((n) => n.dataset.node),
+                    banners: [...document.querySelectorAll(".banner")].filter((b) => !b.hidden)
+                      .map((b) => b.textContent)};
+                })()""",
+                "V1's share within 0.05 of 0.80 in the view",
+                timeout=120,
+            )
+            shot = browser.screenshot(tmp_path / "view-live.png")
+            errors = browser.console_errors()
+    finally:
+        stop.set()
+        sender.join(timeout=60)
+    artifacts = REPO / ".artifacts"
+    artifacts.mkdir(exist_ok=True)
+    shutil.copyfile(shot, artifacts / "view-live.png")
+    client_v1 = sum(a.get("version") == "v1" for a in seen) / max(len(seen), 1)
+    print(f"view: {shown}; the client during it: {len(seen)} requests, V1 {client_v1:.3f}")
+    assert {"istio-ingressgateway", "proxy", "webserverv1", "webserverv2"} <= set(shown["nodes"])
+    assert shown["banners"] == []
+    assert errors == []
+    assert len(seen) >= 20 and abs(client_v1 - 0.80) <= 0.15  # the client's own, smaller sample
+
+
 def test_a_50_percent_abort_shows_as_its_status_code(urls: dict[str, str], tmp_path: Path) -> None:
     """1,000 requests with fault-abort 50 % 400: response_code 400 share 0.50 ± 0.05 (3 sd)."""
     policies(
@@ -308,3 +360,34 @@ def route_weights(namespace: str) -> list[int] | None:
                 if clusters:
                     return [c.get("weight") for c in clusters]
     return None
+
+
+def test_bad_observability_values_are_refused_before_anything_changes(
+    api: client.ApiClient,
+) -> None:
+    """A sampling outside 0-100 (istio.yml) and a malformed Prometheus address (deploy.yml) stop
+    the run with the variable named; the Telemetry and the view keep their resourceVersions."""
+    custom = client.CustomObjectsApi(api)
+    apps = client.AppsV1Api(api)
+
+    def versions() -> tuple[str, str]:
+        telemetry = custom.get_namespaced_custom_object(
+            "telemetry.istio.io", "v1", "istio-system", "telemetries", "mesh-default"
+        )
+        view = apps.read_namespaced_deployment("view", NAMESPACE)
+        return telemetry["metadata"]["resourceVersion"], view.metadata.resource_version
+
+    before = versions()
+    result = run(
+        "ansible-playbook", "playbooks/istio.yml", "-e", f"@{IMAGES_VARS}",
+        "-e", "mesh_observability_sampling=150",
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "mesh_observability_sampling=150.0: use a percentage from 0 to 100" in result.stdout
+    result = run(
+        "ansible-playbook", "playbooks/deploy.yml", *PLAYBOOK_ARGS,
+        "-e", "playground_prometheus_url=prometheus:9090",
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "playground_prometheus_url='prometheus:9090': use http(s)://host[:port]" in result.stdout
+    assert versions() == before
