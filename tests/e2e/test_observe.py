@@ -11,6 +11,7 @@ EnvoyFilter) is what `make mesh-up` (playbooks/istio.yml) installed. Traffic goe
 """
 
 import json
+import re
 import secrets
 import shutil
 import threading
@@ -35,6 +36,8 @@ NAMESPACE = "mesh-observe"
 GATEWAY_HOST = f"{NAMESPACE}.mesh-playground.local"
 OBSERVABILITY_NAMESPACE = "mesh-observability"
 GATEWAY = ("istio-ingress", "istio-ingressgateway", "http2")
+# What the client saw under the 80/20 split, for the live view's test that follows it.
+CLIENT_SAW: dict[str, list[str]] = {"versions": []}
 PLAYBOOK_ARGS = ["-e", f"@{IMAGES_VARS}", "-e", f"playground_namespace={NAMESPACE}"]
 
 
@@ -178,38 +181,44 @@ def test_a_5s_fault_delay_is_a_long_span_on_the_proxys_outbound_hop(
     wait_route(urls, lambda m: min(m["ms"]) >= 5000, "every answer delayed by 5 s")
     trace_id, _, answer = traced(urls)
     assert answer["status"] == 200 and answer["ms"] >= 5000, answer
-    spans = trace(urls, trace_id, 4, "the delayed call")
+    spans = trace(urls, trace_id, 5, "the delayed call, the webserver's span included")
     outbound = [
         s for s in spans if service(s) == f"proxy.{NAMESPACE}" and s.get("kind") == "CLIENT"
     ]
-    print("proxy outbound spans (µs):", [s["duration"] for s in outbound])
-    assert outbound and max(s["duration"] for s in outbound) >= 5_000_000, outbound
+    webserver = [s["duration"] for s in spans if service(s) == f"webserver.{NAMESPACE}"]
+    print("proxy outbound spans (µs):", [s["duration"] for s in outbound], "webserver:", webserver)
+    # 5,000 ms at Envoy's timer resolution (a run measured 4,999,522 µs for the 5 s delay):
+    # the delay is in the proxy's outbound hop, and not in the webserver, which answered at once.
+    assert outbound and max(s["duration"] for s in outbound) >= 4_999_000, outbound
+    assert webserver and max(webserver) < 1_000_000, webserver
 
 
 def test_retries_are_spans_of_their_own(urls: dict[str, str], tmp_path: Path) -> None:
-    """v2's /failsometimes always fails: with retry-5xx a call that met v2 first shows that
-    attempt (500) and the next one as two webserver spans under one proxy outbound span."""
+    """v2's /failsometimes always fails. With retry-5xx (3 attempts) a call the split sends to
+    v2 fails 4 times, on v2's one pod (retries stay in the subset the route chose): its trace
+    holds 4 webserver spans, each a 500, all children of the proxy's one outbound span."""
     policies(tmp_path, mesh_policies_sets=["subsets", "split", "gateway", "retry-5xx"])
     wait_route(urls, lambda m: max(m["ms"]) < 5000, "the delay gone")
 
-    def retried() -> list[dict] | None:
-        trace_id, _, _ = traced(urls, "/failsometimes")
-        spans = trace(urls, trace_id, 4, "a call to /failsometimes")
+    def failed_on_v2() -> str | None:
+        trace_id, _, answer = traced(urls, "/failsometimes")
+        return trace_id if answer.get("code") == "500" else None
+
+    trace_id = wait_for(failed_on_v2, 60, "a call the split sent to v2 (half of them)")
+
+    def attempts() -> list[dict] | None:
+        spans = trace(urls, trace_id, 5, "the failed call")
         servers = [
             s for s in spans if service(s) == f"webserver.{NAMESPACE}" and s.get("kind") == "SERVER"
         ]
-        return servers if len(servers) >= 2 else None
+        return servers if len(servers) >= 4 else None
 
-    servers = wait_for(retried, 120, "a traced call whose first attempt met v2 (50/50 split)")
-    codes = sorted(s.get("tags", {}).get("http.status_code") for s in servers)
-    print(
-        "webserver spans of one call:",
-        [(s["id"], s.get("parentId"), s.get("tags")) for s in servers],
-    )
-    assert "500" in codes and "200" in codes, codes
-    assert len({s.get("parentId") for s in servers}) == 1, (
-        "the attempts share the proxy's outbound span"
-    )
+    servers = wait_for(attempts, 60, f"the 4 attempts of trace {trace_id} in Zipkin")
+    codes = [s.get("tags", {}).get("http.status_code") for s in servers]
+    parents = {s.get("parentId") for s in servers}
+    print("webserver spans of one call:", [(s["id"], s.get("parentId")) for s in servers], codes)
+    assert codes == ["500"] * 4
+    assert len(parents) == 1, f"the attempts share the proxy's outbound span: {parents}"
 
 
 # --------------------------------------------------------------------------- metrics
@@ -253,6 +262,7 @@ def test_an_80_20_split_in_prometheus_agrees_with_the_client(
     before = requests_by(urls, "destination_version")
     seen = measure(urls["gateway"] + "/", 1000, 8, {"Host": GATEWAY_HOST}, 30)
     assert seen["status"] == {"200": 1000}, seen["status"]
+    CLIENT_SAW["versions"] = [v for v, n in seen["version"].items() for _ in range(n)]
     counts = counted(urls, "destination_version", before, 1000)
     share = counts.get("v1", 0) / sum(counts.values())
     client_share = seen["version"].get("v1", 0) / 1000
@@ -305,12 +315,17 @@ def test_the_live_view_shows_the_split_while_traffic_runs(
     artifacts = REPO / ".artifacts"
     artifacts.mkdir(exist_ok=True)
     shutil.copyfile(shot, artifacts / "view-live.png")
-    client_v1 = sum(a.get("version") == "v1" for a in seen) / max(len(seen), 1)
-    print(f"view: {shown}; the client during it: {len(seen)} requests, V1 {client_v1:.3f}")
+    # The view's window (1 min) holds the 1,000 requests of the test before and these.
+    versions = [a.get("version") for a in seen] + CLIENT_SAW["versions"]
+    client_v1 = versions.count("v1") / len(versions)
+    print(
+        f"view: {shown}; the client over the window: {len(versions)} requests, V1 {client_v1:.3f}"
+    )
     assert {"istio-ingressgateway", "proxy", "webserverv1", "webserverv2"} <= set(shown["nodes"])
     assert shown["banners"] == []
     assert errors == []
-    assert len(seen) >= 20 and abs(client_v1 - 0.80) <= 0.15  # the client's own, smaller sample
+    assert seen and all(a["status"] == 200 for a in seen)
+    assert abs(shown["v1"] - client_v1) <= 0.05
 
 
 def test_a_50_percent_abort_shows_as_its_status_code(urls: dict[str, str], tmp_path: Path) -> None:
@@ -321,14 +336,17 @@ def test_a_50_percent_abort_shows_as_its_status_code(urls: dict[str, str], tmp_p
         mesh_policies_fault_abort_percent=50,
         mesh_policies_fault_abort_status=400,
     )
-    wait_route(urls, lambda m: m["status"].get("400", 0) >= 3, "aborted answers (400)")
+    # The proxy relays the abort as its answer's text (the seed's format, status 200).
+    wait_route(urls, lambda m: m["other"].get("fault filter abort", 0) >= 3, "aborted calls (400)")
     before = requests_by(urls, "response_code")
     seen = measure(urls["gateway"] + "/", 1000, 8, {"Host": GATEWAY_HOST}, 30)
     counts = counted(urls, "response_code", before, 1000)
     share = counts.get("400", 0) / sum(counts.values())
-    print(f"Prometheus {counts}, 400 share {share:.3f}; client {seen['status']}")
+    aborted = seen["other"].get("fault filter abort", 0)
+    print(f"Prometheus {counts}, 400 share {share:.3f}; the client saw {aborted} aborts")
     assert set(counts) <= {"200", "400"}, counts
     assert abs(share - 0.50) <= 0.05
+    assert abs(counts.get("400", 0) - aborted) <= 20  # 2 % of 1,000
 
 
 def route_weights(namespace: str) -> list[int] | None:
@@ -383,7 +401,9 @@ def test_bad_observability_values_are_refused_before_anything_changes(
         "-e", "mesh_observability_sampling=150",
     )  # fmt: skip
     assert result.returncode != 0
-    assert "mesh_observability_sampling=150.0: use a percentage from 0 to 100" in result.stdout
+    assert re.search(
+        r"mesh_observability_sampling='?150(\.0)?'?: use a percentage from 0 to 100", result.stdout
+    )
     result = run(
         "ansible-playbook", "playbooks/deploy.yml", *PLAYBOOK_ARGS,
         "-e", "playground_prometheus_url=prometheus:9090",
