@@ -4,7 +4,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from k8s_apply import applied_objects, applied_pruned, applied_record, applied_stale
+from k8s_apply import (
+    applied_objects,
+    applied_pruned,
+    applied_record,
+    applied_stale,
+    stored_versions,
+)
 from mesh_policies import mesh_policies_objects, mesh_policies_problems
 from role_settings import role_settings
 from workloads import (
@@ -214,6 +220,26 @@ def test_pruned_reads_the_previous_record_from_the_diff():
     assert (
         applied_pruned([{"result": obj("ConfigMap", "mesh-playground-applied-apps")}], sets) == []
     )
+
+
+def test_stored_versions_key_every_object_and_take_a_deployments_generation():
+    stored = [
+        {"kind": "Namespace", "metadata": {"name": "ns", "resourceVersion": "7"}},
+        {"kind": "ConfigMap", "metadata": {"name": "r", "namespace": "ns", "resourceVersion": "9"}},
+        {
+            "kind": "Deployment",
+            "metadata": {"name": "d", "namespace": "ns", "resourceVersion": "12", "generation": 3},
+        },
+    ]
+    assert stored_versions(stored) == {
+        "Namespace/-/ns": "7",
+        "ConfigMap/ns/r": "9",
+        "Deployment/ns/d": "generation 3",
+    }
+    # A Deployment's status written again (new resourceVersion, same spec) is no change.
+    stored[2]["metadata"]["resourceVersion"] = "13"
+    assert stored_versions(stored)["Deployment/ns/d"] == "generation 3"
+    assert stored_versions([]) == {}
 
 
 SETTINGS = {
