@@ -20,6 +20,7 @@ from ansible_live import (
 )
 from kubernetes import client
 from polling import wait_for
+from rollout import rolled_out
 
 pytestmark = pytest.mark.cluster
 
@@ -93,10 +94,9 @@ def test_build_install_and_deploy_from_a_user_repository(tmp_path: Path, local_a
         assert names == {"webserverv1", "webserverv2", "proxy"}
 
         def available() -> bool:
-            ds = apps.list_namespaced_deployment(namespace).items
-            return all((d.status.available_replicas or 0) == d.spec.replicas for d in ds)
+            return all(rolled_out(apps, namespace, name) for name in names)
 
-        wait_for(available, 180, "the user repository's deployments available")
+        wait_for(available, 180, "the user repository's deployments rolled out")
         again = user_deploy()
         assert again.returncode == 0 and " changed=0 " in again.stdout, again.stdout[-3000:]
         assert (
