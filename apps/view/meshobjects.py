@@ -10,8 +10,6 @@ Gateways its VirtualServices are bound to.
 
 from meshmetrics import GATEWAY_WORKLOAD
 
-KINDS = ("VirtualService", "DestinationRule", "Gateway", "ServiceEntry")
-
 
 def _short(host, namespace):
     """A host as the metrics name it: webserver.ns.svc.cluster.local -> webserver."""

@@ -1,4 +1,5 @@
-"""Render the Istio objects of the chosen mesh policy sets (filter `mesh_policies_objects`).
+"""Render the Istio objects of the chosen mesh policy sets (filter `mesh_policies_objects`) and
+find what is wrong with their settings (filter `mesh_policies_problems`).
 
 Several policy sets contribute to the SAME objects: one VirtualService and one DestinationRule
 per host is what Istio expects, so the sets are merged as data here instead of templating one

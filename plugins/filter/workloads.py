@@ -48,7 +48,6 @@ IMAGE = re.compile(
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
 STRATEGIES = ("RollingUpdate", "Recreate")
-ANY_CLIENT = "*"
 
 
 def workload_name(entry):

@@ -1,4 +1,5 @@
-"""Helpers of the app tests: real gunicorn processes and a recording upstream on 127.0.0.1."""
+"""Helpers of the app tests, on 127.0.0.1: real gunicorn processes, a recording and a hostile
+upstream, a silent server, and the view's stub Prometheus and Kubernetes API."""
 
 import contextlib
 import http.server
