@@ -154,6 +154,24 @@ class Seen:
     client_port: int
 
 
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """HTTP/1.1 (connections kept alive), no log line per request."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+
+def serve(handler):
+    """A threading HTTP server on a free port of 127.0.0.1, serving `handler` in a daemon
+    thread until its shutdown()."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 @dataclass
 class RecordingUpstream:
     """An HTTP/1.1 upstream on loopback that records every request it receives.
@@ -173,12 +191,7 @@ class RecordingUpstream:
     def start(self):
         upstream = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self):
                 upstream.seen.append(
                     Seen(
@@ -224,13 +237,11 @@ class RecordingUpstream:
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
                 self.wfile.write(b"0\r\n\r\n")
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = serve(Handler)
         # A client hanging up mid-answer (the proxy dropping an oversized body) is expected.
         self.server.handle_error = lambda request, client_address: None
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}{self.base}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
     def stop(self):
@@ -357,12 +368,7 @@ class JsonStub:
     def __init__(self):
         stub = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self):
                 status, payload = stub.respond(self.path, self.headers)
                 body = json.dumps(payload).encode()
@@ -372,11 +378,9 @@ class JsonStub:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = serve(Handler)
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def respond(self, path, headers):
         raise NotImplementedError
