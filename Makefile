@@ -49,9 +49,10 @@ stat: ## Traffic per workload and version from Prometheus: RPS, success %, p50/p
 
 # ---------------------------------------------------------------- quality gates
 .PHONY: lint lint-shell
-lint: venv lint-shell ## ruff, yamllint, ansible-lint, and lint-shell
+lint: venv lint-shell ## ruff, vulture (unused code), yamllint, ansible-lint, and lint-shell
 	ruff check .
 	ruff format --check .
+	vulture
 	yamllint --strict .
 	ansible-lint --offline
 

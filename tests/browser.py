@@ -6,9 +6,8 @@
         browser.screenshot(path)
         assert browser.console_errors() == []
 
-or in one call: look(url, until, screenshot) -> (figures, console errors). Chromium and its
-driver come from Debian (cluster/node-real/install-packages.sh installs them when missing);
-nothing is downloaded by Selenium. Waits poll with a deadline (polling.wait_for).
+Chromium and its driver come from Debian (cluster/node-real/install-packages.sh installs them
+when missing); nothing is downloaded by Selenium. Waits poll with a deadline (polling.wait_for).
 """
 
 import subprocess
@@ -92,13 +91,3 @@ class Browser:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         assert self.driver.save_screenshot(str(path)), f"no screenshot written to {path}"
         return Path(path)
-
-
-def look(url, until, screenshot, what="the page to be ready"):
-    """Open `url`, wait until the JS expression `until` is truthy, save a screenshot: returns
-    (its value, the console's errors)."""
-    with Browser() as browser:
-        browser.open(url)
-        figures = browser.wait(until, what)
-        browser.screenshot(screenshot)
-        return figures, browser.console_errors()

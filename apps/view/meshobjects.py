@@ -10,8 +10,6 @@ Gateways its VirtualServices are bound to.
 
 from meshmetrics import GATEWAY_WORKLOAD
 
-KINDS = ("VirtualService", "DestinationRule", "Gateway", "ServiceEntry")
-
 
 def _short(host, namespace):
     """A host as the metrics name it: webserver.ns.svc.cluster.local -> webserver."""
@@ -42,6 +40,36 @@ def _destination(destination, namespace):
     return host + (f":{port}" if port else "") + (f" {subset}" if subset else "")
 
 
+def _split(destinations, namespace):
+    return "split " + " / ".join(
+        f"{d['destination'].get('subset') or _destination(d['destination'], namespace)} "
+        f"{d.get('weight', 0)}"
+        for d in destinations
+    )
+
+
+def _abort(abort):
+    code = abort.get("httpStatus") or abort.get("grpcStatus") or "?"
+    return f"fault abort {_percent(abort.get('percentage'))} {code}"
+
+
+def _delay(delay):
+    return f"fault delay {_percent(delay.get('percentage'))} {delay.get('fixedDelay')}"
+
+
+def _retries(retries):
+    per_try = retries.get("perTryTimeout")
+    return f"retries {retries.get('attempts', 0)}" + (f" x {per_try}" if per_try else "")
+
+
+def _redirect(redirect):
+    return f"redirect to {redirect.get('authority', '')}{redirect.get('uri', '')}"
+
+
+def _rewrite(rewrite):
+    return "rewrite " + " ".join(f"{key} {value}" for key, value in rewrite.items())
+
+
 def route_summary(route, namespace):
     """One http route of a VirtualService, e.g. 'split v1 80 / v2 20, retries 3 x 2s'."""
     parts = []
@@ -51,39 +79,26 @@ def route_summary(route, namespace):
         for name, value in (match.get("headers") or {}).items():
             for what, text in value.items():
                 parts.append(f"when header {name} {what} {text}")
-    if "redirect" in route:
-        redirect = route["redirect"]
-        parts.append(f"redirect to {redirect.get('authority', '')}{redirect.get('uri', '')}")
-    if "rewrite" in route:
-        rewrite = route["rewrite"]
-        shown = " ".join(f"{key} {value}" for key, value in rewrite.items())
-        parts.append(f"rewrite {shown}")
     destinations = route.get("route") or []
     if len(destinations) > 1 or (destinations and "weight" in destinations[0]):
-        parts.append(
-            "split "
-            + " / ".join(
-                f"{d['destination'].get('subset') or _destination(d['destination'], namespace)} "
-                f"{d.get('weight', 0)}"
-                for d in destinations
-            )
-        )
+        destinations_part = _split(destinations, namespace)
     elif destinations:
-        parts.append(f"to {_destination(destinations[0]['destination'], namespace)}")
+        destinations_part = f"to {_destination(destinations[0]['destination'], namespace)}"
+    else:
+        destinations_part = None
     fault = route.get("fault") or {}
-    if "abort" in fault:
-        abort = fault["abort"]
-        code = abort.get("httpStatus") or abort.get("grpcStatus") or "?"
-        parts.append(f"fault abort {_percent(abort.get('percentage'))} {code}")
-    if "delay" in fault:
-        delay = fault["delay"]
-        parts.append(f"fault delay {_percent(delay.get('percentage'))} {delay.get('fixedDelay')}")
-    if "retries" in route:
-        retries = route["retries"]
-        per_try = retries.get("perTryTimeout")
-        parts.append(f"retries {retries.get('attempts', 0)}" + (f" x {per_try}" if per_try else ""))
-    if "timeout" in route:
-        parts.append(f"timeout {route['timeout']}")
+    # What the route does, in this order; each part only when its field is there.
+    for present, describe in (
+        (route.get("redirect"), _redirect),
+        (route.get("rewrite"), _rewrite),
+        (destinations_part, str),
+        (fault.get("abort"), _abort),
+        (fault.get("delay"), _delay),
+        (route.get("retries"), _retries),
+        (route.get("timeout"), "timeout {}".format),
+    ):
+        if present is not None:
+            parts.append(describe(present))
     return ", ".join(parts) or "no route"
 
 

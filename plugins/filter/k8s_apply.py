@@ -1,4 +1,5 @@
-"""Pruning by record (filters `applied_record`, `applied_stale`), for the k8s_apply role.
+"""Pruning by record (filters `applied_objects`, `applied_pruned`, `applied_stale`), for the
+k8s_apply role; `stored_versions`, to tell from the cluster whether a run wrote anything.
 
 Every call of the role applies, after its objects, one ConfigMap per object set that records
 what the set holds. The role's apply runs in diff mode, so the ConfigMap's `before` is the
@@ -76,10 +77,28 @@ def applied_pruned(results, sets):
     return stale
 
 
+def stored_versions(objects):
+    """What changes when each object is written, by `Kind/namespace/name`: its resourceVersion,
+    or for a Deployment its generation (the controllers rewrite a Deployment's status while
+    its pods come and go; any change of its spec moves the generation). Two of these, read
+    before and after a run, are equal when the run applied, relabelled, created or deleted
+    nothing there."""
+    versions = {}
+    for obj in objects:
+        meta = obj["metadata"]
+        key = f"{obj['kind']}/{meta.get('namespace') or '-'}/{meta['name']}"
+        if obj["kind"] == "Deployment":
+            versions[key] = f"generation {meta.get('generation', 0)}"
+        else:
+            versions[key] = meta["resourceVersion"]
+    return versions
+
+
 class FilterModule:
     def filters(self):
         return {
             "applied_objects": applied_objects,
             "applied_pruned": applied_pruned,
             "applied_stale": applied_stale,
+            "stored_versions": stored_versions,
         }

@@ -1,4 +1,5 @@
-"""Render the Istio objects of the chosen mesh policy sets (filter `mesh_policies_objects`).
+"""Render the Istio objects of the chosen mesh policy sets (filter `mesh_policies_objects`) and
+find what is wrong with their settings (filter `mesh_policies_problems`).
 
 Several policy sets contribute to the SAME objects: one VirtualService and one DestinationRule
 per host is what Istio expects, so the sets are merged as data here instead of templating one
@@ -303,6 +304,21 @@ _VS = "VirtualService `<host>`"
 _DR = "DestinationRule `<host>`"
 _SUBSETS_WHY = "route to subsets of the DestinationRule"
 
+
+def _on_every_route(what, render, reads):
+    """A set that adds `what` to every forwarding route of the host's VirtualService."""
+    return PolicySet(
+        renders="on every forwarding route: " + what, shapes=_VS, render=render, reads=reads
+    )
+
+
+def _on_the_destination_rule(what, render, reads):
+    """A set that shapes `what` of the host's DestinationRule (its trafficPolicy, subsets)."""
+    return PolicySet(
+        renders="the DestinationRule's " + what, shapes=_DR, render=render, reads=reads
+    )
+
+
 # Every policy set, in the order they are rendered: match routes first (Istio picks the first
 # match), the catch-all route (the first set that takes it wins; validation allows one), what is
 # added to every forwarding route (timeout after retry-5xx: it bounds the request), the
@@ -367,47 +383,40 @@ POLICY_SETS = {
         ),
         decides_all_traffic=lambda s: bool(s["external_route_webserver"]),
     ),
-    "fault-abort": PolicySet(
-        renders="on every forwarding route: a share of requests answered with an HTTP status",
-        shapes=_VS,
-        render=_fault_abort,
-        reads=("fault_abort_percent", "fault_abort_status"),
+    "fault-abort": _on_every_route(
+        "a share of requests answered with an HTTP status",
+        _fault_abort,
+        ("fault_abort_percent", "fault_abort_status"),
     ),
-    "fault-delay": PolicySet(
-        renders="on every forwarding route: a share of requests held back before forwarding",
-        shapes=_VS,
-        render=_fault_delay,
-        reads=("fault_delay_percent", "fault_delay_duration"),
+    "fault-delay": _on_every_route(
+        "a share of requests held back before forwarding",
+        _fault_delay,
+        ("fault_delay_percent", "fault_delay_duration"),
     ),
-    "retry-5xx": PolicySet(
-        renders="on every forwarding route: retries and an overall timeout",
-        shapes=_VS,
-        render=_retry_5xx,
-        reads=("retry_attempts", "retry_per_try_timeout", "retry_on", "retry_timeout"),
+    "retry-5xx": _on_every_route(
+        "retries and an overall timeout",
+        _retry_5xx,
+        ("retry_attempts", "retry_per_try_timeout", "retry_on", "retry_timeout"),
     ),
-    "timeout": PolicySet(
-        renders="on every forwarding route: a timeout for the whole request (then 504)",
-        shapes=_VS,
-        render=_timeout,
-        reads=("timeout",),
+    "timeout": _on_every_route(
+        "a timeout for the whole request (then 504)",
+        _timeout,
+        ("timeout",),
     ),
-    "subsets": PolicySet(
-        renders="the DestinationRule's subsets (pods by labels) and its load balancer",
-        shapes=_DR,
-        render=_subsets,
-        reads=("subsets", "load_balancer"),
+    "subsets": _on_the_destination_rule(
+        "subsets (pods by labels) and its load balancer",
+        _subsets,
+        ("subsets", "load_balancer"),
     ),
-    "mtls": PolicySet(
-        renders="the DestinationRule's TLS mode for traffic to the host",
-        shapes=_DR,
-        render=_mtls,
-        reads=("mtls_mode",),
+    "mtls": _on_the_destination_rule(
+        "TLS mode for traffic to the host",
+        _mtls,
+        ("mtls_mode",),
     ),
-    "connection-pool": PolicySet(
-        renders="the DestinationRule's TCP and HTTP connection limits (overflow answered 503)",
-        shapes=_DR,
-        render=_connection_pool,
-        reads=(
+    "connection-pool": _on_the_destination_rule(
+        "TCP and HTTP connection limits (overflow answered 503)",
+        _connection_pool,
+        (
             "connection_pool_max_connections",
             "connection_pool_connect_timeout",
             "connection_pool_keepalive_time",
@@ -416,11 +425,10 @@ POLICY_SETS = {
             "connection_pool_http_max_requests",
         ),
     ),
-    "outlier-detection": PolicySet(
-        renders="the DestinationRule's outlier detection: endpoints answering 5xx are ejected",
-        shapes=_DR,
-        render=_outlier_detection,
-        reads=(
+    "outlier-detection": _on_the_destination_rule(
+        "outlier detection: endpoints answering 5xx are ejected",
+        _outlier_detection,
+        (
             "outlier_consecutive_5xx",
             "outlier_interval",
             "outlier_base_ejection_time",

@@ -1,6 +1,7 @@
 """The app workloads as data: one list entry per Deployment, expanded here into what the
 app_workloads role's template renders (filters `workloads`, `workload_services`,
-`workload_problems`).
+`workload_problems`), and what is rolled out (`rollout_state`); `workload_overrides` makes a
+variant of a list as data (the Molecule scenarios' variants of the role's default list).
 
 This module is the one place that names things: a workload is `<app><version>` (webserverv1)
 unless its entry says otherwise, its pods carry `app` and `version` (what Services, subsets and
@@ -47,7 +48,6 @@ IMAGE = re.compile(
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
 STRATEGIES = ("RollingUpdate", "Recreate")
-ANY_CLIENT = "*"
 
 
 def workload_name(entry):
@@ -216,6 +216,29 @@ def workload_services(expanded):
     return list(services.values())
 
 
+def _merged_deep(base, changes):
+    merged = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            value = _merged_deep(merged[key], value)
+        merged[key] = value
+    return merged
+
+
+def workload_overrides(entries, overrides):
+    """The entries, each merged with overrides[its workload name] (mappings such as env merged
+    key by key, anything else replaced), in the same order. An override that names no entry is
+    an error: a misspelt name would otherwise change nothing, silently."""
+    names = [workload_name(entry) for entry in entries]
+    unknown = sorted(set(overrides or {}) - set(names))
+    if unknown:
+        raise ValueError(f"workload_overrides: {unknown} name no workload of {names}.")
+    return [
+        _merged_deep(entry, (overrides or {}).get(name) or {})
+        for entry, name in zip(entries, names, strict=True)
+    ]
+
+
 def rollout_state(deployment):
     """'complete' when a Deployment finished its rollout and is Available, else what is missing.
 
@@ -249,4 +272,5 @@ class FilterModule:
             "workload_services": workload_services,
             "workload_problems": workload_problems,
             "rollout_state": rollout_state,
+            "workload_overrides": workload_overrides,
         }

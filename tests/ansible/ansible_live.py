@@ -2,11 +2,21 @@
 
 import os
 import subprocess
+import uuid
 from pathlib import Path
+
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 REPO = Path(__file__).resolve().parents[2]
 KUBECONFIG = REPO / ".cluster" / "kubeconfig"
 CONTEXT = "mesh-playground"
+# An inventory host that is this machine, run with the playbook's own Python (and its venv).
+LOCAL_HOST = {
+    "ansible_connection": "local",
+    "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+}
 
 
 def run(*argv: str, cwd: Path = REPO, env: dict[str, str] | None = None, timeout: float = 900):
@@ -16,3 +26,42 @@ def run(*argv: str, cwd: Path = REPO, env: dict[str, str] | None = None, timeout
     return subprocess.run(
         argv, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False
     )
+
+
+def built_images() -> dict:
+    """The app_workloads_images that make images built for the local cluster, if it did."""
+    images = REPO / ".cluster" / "images.yml"
+    return (yaml.safe_load(images.read_text()) or {}) if images.exists() else {}
+
+
+def unique_namespace(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def deployments(api: client.ApiClient, namespace: str) -> set[str]:
+    """The names of the namespace's Deployments (none when the namespace does not exist)."""
+    try:
+        items = client.AppsV1Api(api).list_namespaced_deployment(namespace).items
+    except ApiException as error:
+        if error.status == 404:
+            return set()
+        raise
+    return {d.metadata.name for d in items}
+
+
+def namespace_exists(api: client.ApiClient, namespace: str) -> bool:
+    try:
+        client.CoreV1Api(api).read_namespace(namespace)
+    except ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
+
+
+def remove_namespace(api: client.ApiClient, namespace: str) -> None:
+    try:
+        client.CoreV1Api(api).delete_namespace(namespace)
+    except ApiException as error:
+        if error.status != 404:
+            raise

@@ -4,14 +4,23 @@ two-line playbook of FQCN roles, deploying to the local cluster."""
 
 import json
 import tarfile
-import uuid
 from pathlib import Path
 
 import pytest
 import yaml
-from ansible_live import CONTEXT, KUBECONFIG, REPO, run
+from ansible_live import (
+    CONTEXT,
+    KUBECONFIG,
+    LOCAL_HOST,
+    REPO,
+    built_images,
+    remove_namespace,
+    run,
+    unique_namespace,
+)
 from kubernetes import client
 from polling import wait_for
+from rollout import rolled_out
 
 pytestmark = pytest.mark.cluster
 
@@ -46,11 +55,9 @@ def test_build_install_and_deploy_from_a_user_repository(tmp_path: Path, local_a
     assert installed.returncode == 0, installed.stdout + installed.stderr
 
     user = tmp_path / "user-repo"
-    namespace = f"user-{uuid.uuid4().hex[:6]}"
-    images = REPO / ".cluster" / "images.yml"
+    namespace = unique_namespace("user")
     host_vars = {
-        "ansible_connection": "local",
-        "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+        **LOCAL_HOST,
         "playground_kubeconfig": str(KUBECONFIG),
         "playground_context": CONTEXT,
         "playground_cluster_ca_fingerprint": "{{ lookup('file', '%s') | "
@@ -58,9 +65,8 @@ def test_build_install_and_deploy_from_a_user_repository(tmp_path: Path, local_a
         "playground_namespace": namespace,
         "playground_mesh": False,
         "app_workloads_replicas": 1,
+        **built_images(),
     }
-    if images.exists():
-        host_vars.update(yaml.safe_load(images.read_text()) or {})
     (user / "inventory").mkdir(parents=True)
     (user / "inventory" / "hosts.yml").write_text(
         yaml.safe_dump({"all": {"hosts": {"my-cluster": host_vars}}})
@@ -88,10 +94,9 @@ def test_build_install_and_deploy_from_a_user_repository(tmp_path: Path, local_a
         assert names == {"webserverv1", "webserverv2", "proxy"}
 
         def available() -> bool:
-            ds = apps.list_namespaced_deployment(namespace).items
-            return all((d.status.available_replicas or 0) == d.spec.replicas for d in ds)
+            return all(rolled_out(apps, namespace, name) for name in names)
 
-        wait_for(available, 180, "the user repository's deployments available")
+        wait_for(available, 180, "the user repository's deployments rolled out")
         again = user_deploy()
         assert again.returncode == 0 and " changed=0 " in again.stdout, again.stdout[-3000:]
         assert (
@@ -100,11 +105,7 @@ def test_build_install_and_deploy_from_a_user_repository(tmp_path: Path, local_a
             collections / "ansible_collections/mesh_playground/playground/MANIFEST.json"
         ).exists()
     finally:
-        try:
-            client.CoreV1Api(local_api).delete_namespace(namespace)
-        except client.exceptions.ApiException as error:
-            if error.status != 404:
-                raise
+        remove_namespace(local_api, namespace)
 
 
 def test_galaxy_metadata_declares_kubernetes_core_with_a_range() -> None:

@@ -7,9 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 import yaml
-from ansible_live import REPO, run
+from ansible_live import LOCAL_HOST, REPO, deployments, run
 from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
 
 pytestmark = pytest.mark.cluster
 
@@ -60,16 +59,6 @@ def snapshot(api: client.ApiClient) -> dict[str, str]:
                 key = f"{kind}/{item.metadata.namespace}/{item.metadata.name}"
                 seen[key] = item.metadata.resource_version
     return seen
-
-
-def deployments(api: client.ApiClient, namespace: str) -> set[str]:
-    try:
-        items = client.AppsV1Api(api).list_namespaced_deployment(namespace).items
-    except ApiException as error:
-        if error.status == 404:
-            return set()
-        raise
-    return {d.metadata.name for d in items}
 
 
 def playbook(name: str, *inventories: str, namespace: str = NAMESPACE):
@@ -127,12 +116,8 @@ def test_two_inventories_merged_into_one_target_are_refused(
     """Inventories that keep their settings in group_vars/all merge into one target: refused."""
     for name, context in (("a", "mesh-playground"), ("b", "mesh-playground")):
         (tmp_path / name / "group_vars").mkdir(parents=True)
-        host = {
-            "ansible_connection": "local",
-            "ansible_python_interpreter": "{{ ansible_playbook_python }}",
-        }
         (tmp_path / name / "hosts.yml").write_text(
-            yaml.safe_dump({"all": {"hosts": {f"cluster-{name}": host}}})
+            yaml.safe_dump({"all": {"hosts": {f"cluster-{name}": LOCAL_HOST}}})
         )
         (tmp_path / name / "group_vars" / "all.yml").write_text(
             f"playground_kubeconfig: {REPO / '.cluster' / 'kubeconfig'}\n"

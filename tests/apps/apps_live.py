@@ -1,4 +1,5 @@
-"""Helpers of the app tests: real gunicorn processes and a recording upstream on 127.0.0.1."""
+"""Helpers of the app tests, on 127.0.0.1: real gunicorn processes, a recording and a hostile
+upstream, a silent server, and the view's stub Prometheus and Kubernetes API."""
 
 import contextlib
 import http.server
@@ -153,6 +154,24 @@ class Seen:
     client_port: int
 
 
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """HTTP/1.1 (connections kept alive), no log line per request."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+
+def serve(handler):
+    """A threading HTTP server on a free port of 127.0.0.1, serving `handler` in a daemon
+    thread until its shutdown()."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 @dataclass
 class RecordingUpstream:
     """An HTTP/1.1 upstream on loopback that records every request it receives.
@@ -172,12 +191,7 @@ class RecordingUpstream:
     def start(self):
         upstream = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self):
                 upstream.seen.append(
                     Seen(
@@ -223,13 +237,11 @@ class RecordingUpstream:
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
                 self.wfile.write(b"0\r\n\r\n")
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = serve(Handler)
         # A client hanging up mid-answer (the proxy dropping an oversized body) is expected.
         self.server.handle_error = lambda request, client_address: None
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}{self.base}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
     def stop(self):
@@ -348,7 +360,37 @@ def split_80_20():
     ]
 
 
-class StubPrometheus:
+class JsonStub:
+    """An HTTP/1.1 server on loopback that answers each GET with JSON: `respond(path,
+    headers)`, given by the subclass, returns (status, payload). Started on construction;
+    `url` is where it listens, `stop()` ends it."""
+
+    def __init__(self):
+        stub = self
+
+        class Handler(QuietHandler):
+            def do_GET(self):
+                status, payload = stub.respond(self.path, self.headers)
+                body = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = serve(Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def respond(self, path, headers):
+        raise NotImplementedError
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class StubPrometheus(JsonStub):
     """A Prometheus on loopback whose /api/v1/query evaluates the view's instant queries
     against canned `series`: it recognises the metric (istio_requests_total, or a
     histogram_quantile(0.5|0.99) of the duration buckets), keeps the series that one of the
@@ -358,41 +400,18 @@ class StubPrometheus:
     def __init__(self, canned):
         self.series = canned
         self.queries = []
-        stub = self
+        super().__init__()
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                url = urllib.parse.urlsplit(self.path)
-                query = urllib.parse.parse_qs(url.query).get("query", [""])[0]
-                if url.path != "/api/v1/query" or not query:
-                    return self.answer(404, {"status": "error", "error": "not found"})
-                stub.queries.append(query)
-                result = stub.evaluate(query)
-                if result is None:
-                    error = {"status": "error", "errorType": "bad_data", "error": "unknown query"}
-                    return self.answer(400, error)
-                return self.answer(
-                    200, {"status": "success", "data": {"resultType": "vector", "result": result}}
-                )
-
-            def answer(self, status, payload):
-                body = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def respond(self, path, headers):
+        url = urllib.parse.urlsplit(path)
+        query = urllib.parse.parse_qs(url.query).get("query", [""])[0]
+        if url.path != "/api/v1/query" or not query:
+            return 404, {"status": "error", "error": "not found"}
+        self.queries.append(query)
+        result = self.evaluate(query)
+        if result is None:
+            return 400, {"status": "error", "errorType": "bad_data", "error": "unknown query"}
+        return 200, {"status": "success", "data": {"resultType": "vector", "result": result}}
 
     def evaluate(self, query):
         quantile = re.match(r"histogram_quantile\((0\.5|0\.99), ", query)
@@ -427,10 +446,6 @@ class StubPrometheus:
                     labels_out = {**metric_labels, "response_code": code} if code else metric_labels
                     result.append({"metric": labels_out, "value": [now, str(rate)]})
         return result
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class SilentServer:
@@ -496,59 +511,35 @@ def istio_objects():
     }  # fmt: skip
 
 
-class StubKubernetes:
+ISTIO_PLURALS = {
+    "virtualservices": "VirtualService",
+    "destinationrules": "DestinationRule",
+    "gateways": "Gateway",
+    "serviceentries": "ServiceEntry",
+}
+
+
+class StubKubernetes(JsonStub):
     """The Kubernetes API's list endpoints of Istio's networking objects, on loopback: 401
     without the bearer `token`, 404 for anything else; `seen` records (path, authorization)."""
 
     def __init__(self, token, objects, namespace=NAMESPACE):
-        plurals = {
-            "virtualservices": "VirtualService",
-            "destinationrules": "DestinationRule",
-            "gateways": "Gateway",
-            "serviceentries": "ServiceEntry",
-        }
+        self.token, self.objects, self.namespace = token, objects, namespace
         self.seen = []
-        stub = self
+        super().__init__()
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                stub.seen.append((self.path, self.headers.get("Authorization")))
-                if self.headers.get("Authorization") != f"Bearer {token}":
-                    return self.answer(401, {"kind": "Status", "code": 401})
-                match = re.fullmatch(
-                    rf"/apis/networking\.istio\.io/v1/namespaces/{namespace}/(\w+)", self.path
-                )
-                kind = match and plurals.get(match[1])
-                if not kind:
-                    return self.answer(404, {"kind": "Status", "code": 404})
-                items = [
-                    {"apiVersion": "networking.istio.io/v1", "kind": kind, **item}
-                    for item in objects.get(kind, [])
-                ]
-                self.answer(
-                    200,
-                    {"apiVersion": "networking.istio.io/v1", "kind": f"{kind}List", "items": items},
-                )
-
-            def answer(self, status, payload):
-                body = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+    def respond(self, path, headers):
+        self.seen.append((path, headers.get("Authorization")))
+        if headers.get("Authorization") != f"Bearer {self.token}":
+            return 401, {"kind": "Status", "code": 401}
+        match = re.fullmatch(
+            rf"/apis/networking\.istio\.io/v1/namespaces/{self.namespace}/(\w+)", path
+        )
+        kind = match and ISTIO_PLURALS.get(match[1])
+        if not kind:
+            return 404, {"kind": "Status", "code": 404}
+        items = [
+            {"apiVersion": "networking.istio.io/v1", "kind": kind, **item}
+            for item in self.objects.get(kind, [])
+        ]
+        return 200, {"apiVersion": "networking.istio.io/v1", "kind": f"{kind}List", "items": items}

@@ -1,4 +1,6 @@
-"""Helpers for the local cluster's tests: paths, the cluster scripts, polling with a deadline."""
+"""Helpers for the local cluster's tests: paths, the cluster scripts and its processes, the
+pinned versions, an API client, a container that passes Pod Security `restricted` (polling with
+a deadline is tests/polling.py's)."""
 
 import os
 import subprocess

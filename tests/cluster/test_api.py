@@ -17,6 +17,7 @@ from cluster_live import (
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from polling import wait_for
+from rollout import rolled_out
 
 pytestmark = pytest.mark.cluster
 
@@ -59,12 +60,11 @@ def test_deployment_becomes_available(apps, core, make_namespace):
         },
     )
 
-    def available():
-        status = apps.read_namespaced_deployment_status("web", namespace).status
-        conditions = {c.type: c.status for c in status.conditions or []}
-        return conditions.get("Available") == "True" and status.available_replicas == 2
-
-    wait_for(available, timeout=90, what="Deployment web to become Available with 2 replicas")
+    wait_for(
+        lambda: rolled_out(apps, namespace, "web"),
+        timeout=90,
+        what="Deployment web to roll out, Available with 2 replicas",
+    )
     pods = core.list_namespaced_pod(namespace, label_selector="app=web").items
     assert len(pods) == 2
     for pod in pods:

@@ -11,18 +11,12 @@ from e2e_live import CONTEXT, KUBECONFIG, NAMESPACE, REPO, Load, get, run
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from polling import wait_for
-from workloads import rollout_state
+from rollout import rolled_out
 
 
 def pod_names(core: client.CoreV1Api, selector: str) -> set[str]:
     pods = core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
     return {p.metadata.name for p in pods if p.metadata.deletion_timestamp is None}
-
-
-def rolled_out(apps: client.AppsV1Api, name: str) -> bool:
-    """The collection's one definition of "rolled out" (plugins/filter/workloads.py)."""
-    d = apps.read_namespaced_deployment(name, NAMESPACE)
-    return rollout_state(apps.api_client.sanitize_for_serialization(d)) == "complete"
 
 
 def serving_pod(core: client.CoreV1Api, service_name: str) -> str:
@@ -119,7 +113,7 @@ def test_rolling_update_of_v2_under_load_loses_no_request(
             {"name": container, "env": [{"name": "E2E_ROLLOUT", "value": uuid.uuid4().hex}]}
         ]}}}}  # fmt: skip
         apps.patch_namespaced_deployment("webserverv2", NAMESPACE, patch)
-        wait_for(lambda: rolled_out(apps, "webserverv2"), 240, "webserverv2 rolled out")
+        wait_for(lambda: rolled_out(apps, NAMESPACE, "webserverv2"), 240, "webserverv2 rolled out")
         after = pod_names(core, "app=webserver,version=v2")
         assert not after & before, "old V2 pods are still running"
     failures = load.failures()
@@ -140,7 +134,9 @@ def test_deleted_webserver_pod_is_replaced_and_traffic_recovers(
     replacement = wait_for(
         lambda: pod_names(core, "app=webserver,version=v1") - before, 120, "a replacement pod"
     )
-    wait_for(lambda: rolled_out(apps, "webserverv1"), 120, "webserverv1 back to full strength")
+    wait_for(
+        lambda: rolled_out(apps, NAMESPACE, "webserverv1"), 120, "webserverv1 back to full strength"
+    )
     assert victim not in pod_names(core, "app=webserver,version=v1")
 
     # Traffic recovers: a run of consecutive good answers through the proxy.

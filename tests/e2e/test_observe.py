@@ -28,6 +28,7 @@ from e2e_live import CONTEXT, IMAGES_VARS, KUBECONFIG, REPO, run
 from kubernetes import client
 from polling import wait_for
 from traffic import measure, one
+from workloads import workload_overrides
 
 pytestmark = pytest.mark.realnode
 
@@ -63,10 +64,9 @@ def policies(tmp_path: Path, **variables: object) -> None:
 def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """The apps as the role ships them, one replica each, v2's /failsometimes always failing."""
     defaults = yaml.safe_load((REPO / "roles/app_workloads/defaults/main.yml").read_text())
-    workloads = defaults["app_workloads"]
-    for entry in workloads:
-        if entry["app"] == "webserver" and entry["version"] == "v2":
-            entry["env"] = {**entry["env"], "FAIL_RATE": "1"}
+    workloads = workload_overrides(
+        defaults["app_workloads"], {"webserverv2": {"env": {"FAIL_RATE": "1"}}}
+    )
     extra = tmp_path_factory.mktemp("observe") / "workloads.json"
     extra.write_text(json.dumps({"app_workloads": workloads, "app_workloads_replicas": 1}))
     result = run("ansible-playbook", "playbooks/deploy.yml", *PLAYBOOK_ARGS, "-e", f"@{extra}")

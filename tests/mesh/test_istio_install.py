@@ -23,6 +23,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from polling import wait_for
+from rollout import rolled_out
 
 pytestmark = pytest.mark.realnode
 
@@ -135,28 +136,13 @@ def images() -> dict[str, str]:
     }
 
 
-def deployment_ready(apps: client.AppsV1Api, namespace: str, name: str) -> bool:
-    try:
-        d = apps.read_namespaced_deployment(name, namespace)
-    except ApiException:
-        return False
-    s = d.status
-    return (s.observed_generation or 0) >= d.metadata.generation and (
-        s.ready_replicas or 0
-    ) == d.spec.replicas
-
-
 @pytest.fixture(scope="module")
 def istio(apps: client.AppsV1Api) -> None:
     """Istio as make istio installs it: istiod, the CNI DaemonSet and the gateway ready."""
-    assert deployment_ready(apps, ISTIO_NAMESPACE, "istiod"), (
-        "istiod is not ready: run `make istio`"
-    )
+    assert rolled_out(apps, ISTIO_NAMESPACE, "istiod"), "istiod is not ready: run `make istio`"
     ds = apps.read_namespaced_daemon_set("istio-cni-node", ISTIO_NAMESPACE)
     assert ds.status.number_ready == ds.status.desired_number_scheduled >= 1, ds.status
-    assert deployment_ready(apps, GATEWAY_NAMESPACE, GATEWAY_NAME), (
-        "the ingress gateway is not ready"
-    )
+    assert rolled_out(apps, GATEWAY_NAMESPACE, GATEWAY_NAME), "the ingress gateway is not ready"
 
 
 @pytest.fixture(scope="module")
@@ -267,9 +253,7 @@ def workloads(
             },
         )
     for app in specs:
-        wait_for(
-            lambda app=app: deployment_ready(apps, namespace, app), 300, f"deployment {app} ready"
-        )
+        wait_for(lambda app=app: rolled_out(apps, namespace, app), 300, f"deployment {app} ready")
     pods = {
         app: core.list_namespaced_pod(namespace, label_selector=f"app={app}").items[0]
         for app in specs

@@ -4,12 +4,19 @@ from pathlib import Path
 
 import pytest
 import yaml
-from k8s_apply import applied_objects, applied_pruned, applied_record, applied_stale
+from k8s_apply import (
+    applied_objects,
+    applied_pruned,
+    applied_record,
+    applied_stale,
+    stored_versions,
+)
 from mesh_policies import mesh_policies_objects, mesh_policies_problems
 from role_settings import role_settings
 from workloads import (
     rollout_state,
     workload_name,
+    workload_overrides,
     workload_problems,
     workload_services,
     workloads,
@@ -214,6 +221,53 @@ def test_pruned_reads_the_previous_record_from_the_diff():
     assert (
         applied_pruned([{"result": obj("ConfigMap", "mesh-playground-applied-apps")}], sets) == []
     )
+
+
+def test_workload_overrides_merge_into_the_named_entries_only():
+    entries = [
+        {"app": "webserver", "version": "v1", "env": {"SERVERCONTNET": "WebServer V1"}},
+        {"app": "webserver", "version": "v2", "env": {"SERVERCONTNET": "WebServer V2"}},
+        {"app": "view", "version": "v1", "name": "view", "enabled": True},
+    ]
+    out = workload_overrides(
+        entries,
+        {"webserverv2": {"env": {"FAIL_RATE": "1"}, "clients": ["*"]}, "view": {"enabled": False}},
+    )
+    assert out == [
+        entries[0],
+        {
+            "app": "webserver",
+            "version": "v2",
+            "env": {"SERVERCONTNET": "WebServer V2", "FAIL_RATE": "1"},
+            "clients": ["*"],
+        },
+        {"app": "view", "version": "v1", "name": "view", "enabled": False},
+    ]
+    assert entries[1]["env"] == {"SERVERCONTNET": "WebServer V2"}  # the input is left as it was
+    assert workload_overrides(entries, {}) == entries
+    assert workload_overrides(entries, None) == entries
+    with pytest.raises(ValueError, match=r"\['webserverv3'\] name no workload"):
+        workload_overrides(entries, {"webserverv3": {"replicas": 1}})
+
+
+def test_stored_versions_key_every_object_and_take_a_deployments_generation():
+    stored = [
+        {"kind": "Namespace", "metadata": {"name": "ns", "resourceVersion": "7"}},
+        {"kind": "ConfigMap", "metadata": {"name": "r", "namespace": "ns", "resourceVersion": "9"}},
+        {
+            "kind": "Deployment",
+            "metadata": {"name": "d", "namespace": "ns", "resourceVersion": "12", "generation": 3},
+        },
+    ]
+    assert stored_versions(stored) == {
+        "Namespace/-/ns": "7",
+        "ConfigMap/ns/r": "9",
+        "Deployment/ns/d": "generation 3",
+    }
+    # A Deployment's status written again (new resourceVersion, same spec) is no change.
+    stored[2]["metadata"]["resourceVersion"] = "13"
+    assert stored_versions(stored)["Deployment/ns/d"] == "generation 3"
+    assert stored_versions([]) == {}
 
 
 SETTINGS = {
