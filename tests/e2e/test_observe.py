@@ -26,7 +26,9 @@ import yaml
 from browser import Browser
 from e2e_live import CONTEXT, IMAGES_VARS, KUBECONFIG, REPO, run
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 from polling import wait_for
+from rollout import deployment_state
 from traffic import measure, one
 from workloads import workload_overrides
 
@@ -411,3 +413,57 @@ def test_bad_observability_values_are_refused_before_anything_changes(
     assert result.returncode != 0
     assert "playground_prometheus_url='prometheus:9090': use http(s)://host[:port]" in result.stdout
     assert versions() == before
+
+
+def test_the_switch_turns_it_all_off_and_on_again(api: client.ApiClient) -> None:
+    """playground_observability=false: istio.yml removes the stack (its namespace, the
+    Telemetry, the EnvoyFilter, Prometheus' cluster role) and deploy.yml the view; true again
+    brings them back, Available. Last: the stack is left as make deploy leaves it."""
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    custom, rbac = client.CustomObjectsApi(api), client.RbacAuthorizationV1Api(api)
+
+    def present() -> dict[str, bool]:
+        def exists(read: object) -> bool:
+            try:
+                read()
+            except ApiException as error:
+                if error.status == 404:
+                    return False
+                raise
+            return True
+
+        return {
+            "namespace": exists(lambda: core.read_namespace(OBSERVABILITY_NAMESPACE)),
+            "telemetry": exists(
+                lambda: custom.get_namespaced_custom_object(
+                    "telemetry.istio.io", "v1", "istio-system", "telemetries", "mesh-default"
+                )
+            ),
+            "envoyfilter": exists(
+                lambda: custom.get_namespaced_custom_object(
+                    "networking.istio.io",
+                    "v1alpha3",
+                    "istio-system",
+                    "envoyfilters",
+                    "mesh-playground-request-metrics",
+                )
+            ),
+            "clusterrole": exists(lambda: rbac.read_cluster_role("mesh-playground-prometheus")),
+            "view": exists(lambda: apps.read_namespaced_deployment("view", NAMESPACE)),
+        }
+
+    assert set(present().values()) == {True}
+    off = ["-e", "playground_observability=false"]
+    for playbook, args in (("istio.yml", ["-e", f"@{IMAGES_VARS}"]), ("deploy.yml", PLAYBOOK_ARGS)):
+        result = run("ansible-playbook", f"playbooks/{playbook}", *args, *off)
+        assert result.returncode == 0, f"playbooks/{playbook} failed (output above)"
+    assert set(present().values()) == {False}, present()
+    result = run("ansible-playbook", "playbooks/istio.yml", "-e", f"@{IMAGES_VARS}")
+    assert result.returncode == 0, "playbooks/istio.yml failed (output above)"
+    result = run("ansible-playbook", "playbooks/deploy.yml", *PLAYBOOK_ARGS)
+    assert result.returncode == 0, "playbooks/deploy.yml failed (output above)"
+    assert set(present().values()) == {True}, present()
+    # istio.yml waited for them through k8s_apply's rollout check; the view's deploy too.
+    for name in ("zipkin", "prometheus"):
+        assert deployment_state(apps, OBSERVABILITY_NAMESPACE, name) == "complete"
+    assert deployment_state(apps, NAMESPACE, "view") == "complete"
