@@ -53,8 +53,12 @@ def test_every_app_pod_has_a_ready_sidecar_under_restricted(core: client.CoreV1A
         for p in core.list_namespaced_pod(NAMESPACE, label_selector="app").items
         if p.metadata.deletion_timestamp is None
     ]
-    assert {p.metadata.labels["app"] for p in pods} == {"webserver", "proxy"}
-    for pod in pods:
+    assert {p.metadata.labels["app"] for p in pods} == {"webserver", "proxy", "view"}
+    # The live view stays out of the mesh it shows (docs/observe.md): restricted, no sidecar.
+    view = [p for p in pods if p.metadata.labels["app"] == "view"]
+    assert [c.name for c in view[0].spec.init_containers or []] == []
+    assert view[0].metadata.labels["sidecar.istio.io/inject"] == "false"
+    for pod in (p for p in pods if p not in view):
         # A native sidecar: an init container that keeps running (restartPolicy Always).
         sidecar = [c for c in pod.spec.init_containers or [] if c.name == "istio-proxy"]
         assert sidecar and sidecar[0].restart_policy == "Always", pod.metadata.name
