@@ -17,6 +17,14 @@ def _key(obj):
     return " ".join((obj["apiVersion"], obj["kind"], meta.get("namespace") or "-", meta["name"]))
 
 
+def ours(obj):
+    """Whether an object read from the cluster was created by this project (its part-of label;
+    an empty or missing object is not ours)."""
+    labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
+    part_of = "app.kubernetes.io/part-of"
+    return labels.get(part_of) == OURS[part_of]
+
+
 def applied_record(objects):
     """The record of `objects`: one sorted line `apiVersion kind namespace name` each."""
     return "".join(f"{key}\n" for key in sorted({_key(obj) for obj in objects}))
@@ -100,5 +108,6 @@ class FilterModule:
             "applied_objects": applied_objects,
             "applied_pruned": applied_pruned,
             "applied_stale": applied_stale,
+            "ours": ours,
             "stored_versions": stored_versions,
         }

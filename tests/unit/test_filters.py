@@ -9,6 +9,7 @@ from k8s_apply import (
     applied_pruned,
     applied_record,
     applied_stale,
+    ours,
     stored_versions,
 )
 from mesh_policies import mesh_policies_objects, mesh_policies_problems
@@ -406,3 +407,10 @@ def test_role_settings_strip_the_prefix_and_convert_like_the_argument_spec():
     assert role_settings(options, values, "r_", convert=False)["port"] == "8443"
     with pytest.raises(ValueError, match="6 options but 5 values"):
         role_settings(options, values[:5], "r_")
+
+
+def test_ours_is_the_part_of_label_and_nothing_else():
+    assert ours({"metadata": {"labels": {"app.kubernetes.io/part-of": "mesh-playground"}}})
+    assert not ours({"metadata": {"labels": {"app.kubernetes.io/part-of": "istio"}}})
+    assert not ours({"metadata": {"name": "x"}})
+    assert not ours({}) and not ours(None)
