@@ -80,11 +80,15 @@ docs: venv ## Regenerate the variable docs, role README tables and policy-set ta
 	python docs/generate.py
 
 .PHONY: test test-live
+# A playground already running (`make deploy`) is left as it is: the cluster's own tests run on a
+# cluster of their own, the live suites in namespaces of their own, and a cluster that was running
+# keeps running (cluster/with-cluster.sh stops only what it started).
 test: venv ## Everything: lint, unit, apps, cluster, then on the real node with Istio: Molecule, collection, two clusters, end to end (starts and stops the local cluster)
 	$(MAKE) lint
 	$(MAKE) test-unit
 	$(MAKE) test-apps
-	cluster/with-cluster.sh $(MAKE) test-cluster test-live
+	$(MAKE) test-cluster
+	CLUSTER_NODE_MODE=real cluster/with-cluster.sh $(MAKE) test-live
 
 test-live: venv mesh-up ## On the real node with Istio: every Molecule scenario, then the collection, two clusters, end to end and Istio suites
 	molecule test --all
@@ -111,8 +115,12 @@ cluster-status: ## What runs (and, for a dead component, where its log is)
 cluster-clean: ## Stop the local cluster and delete .cluster/ (PKI, etcd data, logs)
 	cluster/cluster.sh clean
 
-test-cluster: venv cluster-up ## Tests of the local cluster against its real API (starts it if needed)
-	pytest -m cluster tests/cluster
+# They stop and restart the cluster under test: an instance of their own (KWOK nodes, ports + 5000),
+# never the playground. CLUSTER_NAME/CLUSTER_PORT_OFFSET given on the command line win.
+TEST_CLUSTER_NAME ?= tests
+TEST_CLUSTER_PORT_OFFSET ?= 5000
+test-cluster: venv ## Tests of the local cluster against its real API, on a cluster of their own (.cluster-tests/, started and stopped)
+	CLUSTER_NAME=$(TEST_CLUSTER_NAME) CLUSTER_PORT_OFFSET=$(TEST_CLUSTER_PORT_OFFSET) cluster/with-cluster.sh pytest -m cluster tests/cluster
 
 # More clusters beside the first, from the same checkout: CLUSTER_NAME=<name> with any target above
 # (e.g. make cluster-up CLUSTER_NAME=second), state in .cluster-<name>/, context

@@ -13,9 +13,15 @@ set -euo pipefail
 }
 
 rc=1
+started=true
+if "$CLUSTER_DIR/cluster.sh" status >/dev/null 2>&1; then
+	started=false
+	info "cluster '$CLUSTER_NAME' already runs: it is left running afterwards"
+fi
 # shellcheck disable=SC2317 # run by the traps below
 finish() {
 	trap - EXIT INT TERM
+	[ "$started" = true ] || exit "$rc"
 	if ! "$CLUSTER_DIR/cluster.sh" down; then
 		echo "ERROR: stopping the cluster failed (see above)" >&2
 		[ "$rc" -ne 0 ] || rc=1

@@ -8,7 +8,16 @@ playbooks/deploy.yml and the image tags of .cluster/images.yml, and finds the pr
 from collections.abc import Iterator
 
 import pytest
-from e2e_live import CONTEXT, IMAGES_VARS, KUBECONFIG, STATE_DIR, get, run
+from e2e_live import (
+    CONTEXT,
+    IMAGES_VARS,
+    KUBECONFIG,
+    NAMESPACE,
+    PLAYBOOK_ARGS,
+    STATE_DIR,
+    get,
+    run,
+)
 from kubernetes import client, config
 from polling import wait_for
 
@@ -46,14 +55,17 @@ def deployed(api: client.ApiClient) -> None:
     """The apps, deployed by the project's playbook with the locally built images."""
     result = run("images/build.sh")
     assert result.returncode == 0, "images/build.sh failed (output above)"
-    result = run("ansible-playbook", "playbooks/deploy.yml", "-e", f"@{IMAGES_VARS}")
+    result = run(
+        "ansible-playbook", "playbooks/deploy.yml", "-e", f"@{IMAGES_VARS}", *PLAYBOOK_ARGS
+    )
     assert result.returncode == 0, "playbooks/deploy.yml failed (output above)"
 
 
 @pytest.fixture(scope="session")
 def proxy_url(deployed: None) -> str:
-    """The URL `make url` prints, once the proxy answers through it."""
-    result = run("cluster/node-real/url.sh")
+    """The proxy Service's URL (`make url` for the tests' namespace), once the proxy answers
+    through it. Not the gateway: its catch-all host routes to the playground's namespace."""
+    result = run("cluster/node-real/url.sh", "--proxy", env={"PLAYGROUND_NAMESPACE": NAMESPACE})
     assert result.returncode == 0, "cluster/node-real/url.sh failed (output above)"
     url = result.stdout.strip()
     assert url.startswith("http://127.0.0.1:"), url

@@ -7,7 +7,7 @@ import re
 import subprocess
 import uuid
 
-from e2e_live import CONTEXT, KUBECONFIG, NAMESPACE, REPO, Load, get, run
+from e2e_live import CONTEXT, KUBECONFIG, NAMESPACE, PLAYBOOK_ARGS, REPO, Load, get, run
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from polling import wait_for
@@ -210,7 +210,7 @@ def test_pods_reach_cluster_dns_but_not_the_hosts_other_ports(core: client.CoreV
 
 
 def test_undeploy_leaves_nothing_running(core: client.CoreV1Api) -> None:
-    result = run("ansible-playbook", "playbooks/undeploy.yml")
+    result = run("ansible-playbook", "playbooks/undeploy.yml", *PLAYBOOK_ARGS)
     assert result.returncode == 0, "playbooks/undeploy.yml failed (output above)"
 
     def namespace_gone() -> bool:
