@@ -4,8 +4,9 @@
 Which kubeconfig: `playground_kubeconfig` as set, `~` expanded and a relative path taken relative
 to the inventory's directory; empty, the Kubernetes client's default: the first entry of
 `$KUBECONFIG`, else `~/.kube/config`. The result is an absolute path, the one every
-kubernetes.core call receives (the fact `playground_kubeconfig_path`): never an empty value,
-which a lookup cannot omit.
+kubernetes.core call receives (the facts `playground_kubeconfig_path` and
+`playground_k8s_connection`, roles/target/tasks/connection.yml): never an empty value, which a
+lookup cannot omit.
 
 Which cluster: a cluster is identified by the SHA-256 fingerprint of its API server's CA
 certificate, written `sha256:<64 lowercase hex digits>`. The Kubernetes client only talks to a

@@ -26,6 +26,9 @@ pytestmark = pytest.mark.cluster
 
 PLAYBOOK = """\
 - hosts: all
+  module_defaults:  # the kubeconfig and context (roles/target/README.md)
+    group/kubernetes.core.k8s: "{{ playground_k8s_connection }}"
+    group/kubernetes.core.helm: "{{ playground_k8s_connection }}"
   roles: [mesh_playground.playground.app_namespace, mesh_playground.playground.app_workloads]
 """
 

@@ -70,11 +70,12 @@ def inventory(where: Path, **host_vars) -> Path:
     return where
 
 
-def playbook(name: str, inventory_dir: Path, *extra: str, **env: str):
+def playbook(name: str | Path, inventory_dir: Path, *extra: str, **env: str):
+    """Runs playbooks/<name>, or the playbook at an absolute path."""
     environ = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
     environ.update(ANSIBLE_NOCOLOR="1", ANSIBLE_CALLBACK_RESULT_FORMAT="json", **env)
     return subprocess.run(
-        [str(ANSIBLE_PLAYBOOK), "-i", str(inventory_dir), f"playbooks/{name}", *extra],
+        [str(ANSIBLE_PLAYBOOK), "-i", str(inventory_dir), str(REPO / "playbooks" / name), *extra],
         cwd=REPO, env=environ, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
 
@@ -178,3 +179,55 @@ def test_every_playbook_runs_the_guards_before_it_reads(tmp_path, cluster, name,
     assert f"leads to CA {cluster['fingerprint']}" in run.stdout
     assert first_read not in run.stdout
     assert "Look up the target namespace" not in run.stdout
+
+
+# A play of one's own with the module_defaults block of roles/target/README.md (the entry point
+# `connection`, as molecule/shared/connection.yml: no guards): a k8s module and a helm module get
+# the kubeconfig and context the role resolved. The stand-in helm prints what it was given.
+OWN_PLAY = """\
+- hosts: all
+  gather_facts: false
+  module_defaults:
+    group/kubernetes.core.k8s: "{{ playground_k8s_connection }}"
+    group/kubernetes.core.helm: "{{ playground_k8s_connection }}"
+  tasks:
+    - name: Resolve the kubeconfig and context
+      ansible.builtin.include_role:
+        name: mesh_playground.playground.target
+        tasks_from: connection
+    - name: Call a helm module
+      kubernetes.core.helm_info:
+        binary_path: "{{ playbook_dir }}/helm"
+        name: any
+        release_namespace: any
+      ignore_errors: true
+    - name: Call a k8s module
+      kubernetes.core.k8s_info:
+        kind: Namespace
+"""
+HELM = """\
+#!/bin/sh
+echo "context=$HELM_KUBECONTEXT $(grep -o 'https://[0-9.:]*' "$KUBECONFIG")" >&2
+exit 1
+"""
+
+
+@pytest.mark.parametrize("context", ["kind-kind", "", "nope"])
+def test_module_defaults_give_every_call_the_resolved_kubeconfig_and_context(
+    tmp_path, cluster, closed_port, context
+):
+    (tmp_path / "play.yml").write_text(OWN_PLAY)
+    (tmp_path / "helm").write_text(HELM)
+    (tmp_path / "helm").chmod(0o755)
+    inv = inventory(
+        tmp_path / "inv", playground_kubeconfig="secrets/kubeconfig", playground_context=context
+    )
+    (inv / "secrets").mkdir()
+    (inv / "secrets" / "kubeconfig").write_text(cluster["kubeconfig"].read_text())
+    run = playbook(tmp_path / "play.yml", inv)
+    out = run.stdout + run.stderr
+    assert f"context={context} https://127.0.0.1:{closed_port}" in out, out[-3000:]
+    if context == "nope":  # passed on: the client looks for it
+        assert run.returncode == 2 and "Expected object with name nope" in out, out[-3000:]
+    else:  # kind-kind, or none: the kubeconfig's current context (kind-kind)
+        assert reached(run, closed_port), out[-3000:]
