@@ -128,3 +128,29 @@ def test_a_fill_in_fingerprint_refuses_and_prints_the_one_that_works(
         deploys_and_undeploys(local_api, inv, namespace, **env)
     finally:
         remove_namespace(local_api, namespace)
+
+
+def test_a_play_without_the_connection_block_is_refused(tmp_path: Path, local_api) -> None:
+    """A user's play that forgets the module_defaults block (README): its kubernetes.core calls
+    would go to the client's default cluster (here: none), not the one the guards checked."""
+    shutil.copy(KUBECONFIG, tmp_path / "kubeconfig")
+    namespace = unique_namespace("own-nomd")
+    inv = inventory(tmp_path / "inventory", namespace, str(tmp_path / "kubeconfig"))
+    play = tmp_path / "site.yml"
+    play.write_text(
+        yaml.safe_dump([{
+            "name": "Deploy without module_defaults",
+            "hosts": "all",
+            "gather_facts": False,
+            "roles": ["mesh_playground.playground.target", "mesh_playground.playground.app_namespace"],
+        }])
+    )  # fmt: skip
+    home = tmp_path / "home"
+    home.mkdir()
+    refused = run(
+        "ansible-playbook", "-i", str(inv), str(play), env={"KUBECONFIG": "", "HOME": str(home)}
+    )
+    assert refused.returncode == 2, refused.stdout[-4000:]
+    assert "do not reach the cluster the guards checked" in refused.stdout, refused.stdout[-4000:]
+    assert "group/kubernetes.core.k8s" in refused.stdout
+    assert not namespace_exists(local_api, namespace)
