@@ -142,7 +142,7 @@ def test_a_play_without_the_connection_block_is_refused(tmp_path: Path, local_ap
             "name": "Deploy without module_defaults",
             "hosts": "all",
             "gather_facts": False,
-            "roles": ["mesh_playground.playground.target", "mesh_playground.playground.app_namespace"],
+            "roles": [f"mesh_playground.playground.{role}" for role in ("target", "app_namespace")],
         }])
     )  # fmt: skip
     home = tmp_path / "home"
