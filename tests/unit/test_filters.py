@@ -5,11 +5,14 @@ from pathlib import Path
 import pytest
 import yaml
 from k8s_apply import (
+    OURS,
+    PART_OF,
     applied_objects,
     applied_pruned,
     applied_record,
     applied_stale,
     ours,
+    ours_labels,
     stored_versions,
 )
 from mesh_policies import mesh_policies_objects, mesh_policies_problems
@@ -200,7 +203,7 @@ def test_stale_is_what_the_record_had_and_the_set_lost():
 def test_applied_objects_label_ours_and_record_each_set():
     out = applied_objects({"apps": [obj("Service", "a")], "mesh": []}, "ns")
     assert [o["kind"] for o in out] == ["Service", "ConfigMap", "ConfigMap"]
-    assert out[0]["metadata"]["labels"]["app.kubernetes.io/part-of"] == "mesh-playground"
+    assert out[0]["metadata"]["labels"] == OURS
     assert out[1]["metadata"]["name"] == "mesh-playground-applied-apps"
     assert out[1]["data"]["record"] == "v1 Service ns a\n"
     assert out[2]["data"]["record"] == ""
@@ -410,7 +413,15 @@ def test_role_settings_strip_the_prefix_and_convert_like_the_argument_spec():
 
 
 def test_ours_is_the_part_of_label_and_nothing_else():
-    assert ours({"metadata": {"labels": {"app.kubernetes.io/part-of": "mesh-playground"}}})
-    assert not ours({"metadata": {"labels": {"app.kubernetes.io/part-of": "istio"}}})
+    assert ours({"metadata": {"labels": OURS}})
+    assert ours({"metadata": {"labels": {PART_OF: OURS[PART_OF]}}})
+    assert not ours({"metadata": {"labels": {PART_OF: "istio"}}})
     assert not ours({"metadata": {"name": "x"}})
     assert not ours({}) and not ours(None)
+
+
+def test_ours_labels_add_ours_to_given_labels():
+    selector = {"app": "proxy"}
+    assert ours_labels(selector) == {"app": "proxy", **OURS}
+    assert selector == {"app": "proxy"}  # the input is left as it was
+    assert ours_labels() == OURS and ours({"metadata": {"labels": ours_labels()}})
