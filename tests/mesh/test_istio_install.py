@@ -23,20 +23,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from polling import wait_for
+from realnode import CONTEXT, KUBECONFIG, REPO, STATE_DIR, delete_namespace, real_node_api
 from rollout import rolled_out
 from workloads import workload_overrides
 
 pytestmark = pytest.mark.realnode
 
-REPO = Path(__file__).resolve().parents[2]
-STATE_DIR = REPO / ".cluster"
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
-KUBECONFIG = STATE_DIR / "kubeconfig"
 KUBECTL = STATE_DIR / "bin" / "kubectl"
-CONTEXT = "mesh-playground"
 # Where make istio put istiod, the CNI and the gateway: the role's defaults.
 ISTIO = yaml.safe_load((REPO / "roles/istio_mesh/defaults/main.yml").read_text())
 ISTIO_NAMESPACE = ISTIO["istio_mesh_namespace"]
@@ -108,14 +105,7 @@ def get(url: str, timeout: float = 10) -> Answer:
 # ---------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def api() -> Iterator[client.ApiClient]:
-    mode_file = STATE_DIR / "run" / "node-mode"
-    mode = mode_file.read_text().strip() if mode_file.exists() else "none (cluster not running)"
-    if mode != "real":
-        pytest.fail(
-            f"Istio needs the real node, the cluster's node mode is {mode}: run `make test-istio`"
-        )
-    with config.new_client_from_config(config_file=str(KUBECONFIG), context=CONTEXT) as api_client:
-        yield api_client
+    yield from real_node_api("Istio needs the real node", "run `make test-istio`")
 
 
 @pytest.fixture(scope="module")
@@ -196,20 +186,7 @@ def deployed(
         assert result.returncode == 0, "kubectl apply of the rendered objects failed"
         yield {"namespace": name, "objects": objects}
     finally:
-        try:
-            core.delete_namespace(name)
-        except ApiException as error:
-            if error.status != 404:
-                raise
-
-        def gone() -> bool:
-            try:
-                core.read_namespace(name)
-            except ApiException as error:
-                return error.status == 404
-            return False
-
-        wait_for(gone, 180, f"namespace {name} deleted")
+        delete_namespace(core, name)
 
 
 @pytest.fixture(scope="module")
