@@ -103,7 +103,7 @@ KUBECTL := $(CURDIR)/.cluster/bin/kubectl
 cluster-build: ## Build Kubernetes, etcd and KWOK from the Go module proxy into ~/.cache (reused when present)
 	cluster/build.sh
 
-cluster-up: ## Start the local cluster (idempotent; builds first if needed); CLUSTER_NODE_MODE=kwok|real
+cluster-up: venv ## Start the local cluster (idempotent; builds first if needed); CLUSTER_NODE_MODE=kwok|real
 	cluster/cluster.sh up
 
 cluster-down: ## Stop every process of the local cluster (state in .cluster/ is kept)
@@ -127,7 +127,7 @@ test-cluster: venv ## Tests of the local cluster against its real API, on a clus
 # mesh-playground-<name>, every port + 10000 (CLUSTER_PORT_OFFSET), KWOK nodes only.
 # inventory/second deploys to the one named second.
 .PHONY: cluster-up-second cluster-down-second cluster-status-second cluster-clean-second
-cluster-up-second: ## Start the second local cluster (.cluster-second/, API on 127.0.0.1:16443, KWOK nodes)
+cluster-up-second: venv ## Start the second local cluster (.cluster-second/, API on 127.0.0.1:16443, KWOK nodes)
 	CLUSTER_NAME=second cluster/cluster.sh up
 
 cluster-down-second: ## Stop the second local cluster (the first keeps running)
@@ -188,7 +188,9 @@ test-e2e: venv mesh-up ## End to end through real pods and sidecars: traffic, ro
 
 # ---------------------------------------------------------------- mesh policies (Istio CRDs, roles/mesh_policies)
 .PHONY: istio-crds
-istio-crds: ## Install Istio's CRDs (base chart of ISTIO_VERSION, cluster/versions.env) into the running local cluster
+# The istio_mesh role's own base release (entry point crds, playbooks/istio_crds.yml): Istio's
+# CRDs and nothing else, also run by cluster-up.
+istio-crds: venv ## Install Istio's CRDs (base chart of ISTIO_VERSION, cluster/versions.env) into the running local cluster
 	@cluster/istio-crds.sh
 
 # ---------------------------------------------------------------- Istio from source (cluster/istio-build.sh, images/istio.sh, roles/istio_mesh)

@@ -7,8 +7,10 @@ previous record: what it listed and the new objects do not is deleted. A no-op r
 needs no lookups at all, and objects this project never created are never touched.
 """
 
-# What marks an object as this project's: every object the k8s_apply role applies carries these.
-OURS = {"app.kubernetes.io/part-of": "mesh-playground", "app.kubernetes.io/managed-by": "ansible"}
+# What marks an object as this project's: every object the k8s_apply role applies carries these
+# (the one definition: roles, Molecule and tests use ours / ours_labels).
+PART_OF = "app.kubernetes.io/part-of"
+OURS = {PART_OF: "mesh-playground", "app.kubernetes.io/managed-by": "ansible"}
 RECORD_PREFIX = "mesh-playground-applied-"
 
 
@@ -21,8 +23,13 @@ def ours(obj):
     """Whether an object read from the cluster was created by this project (its part-of label;
     an empty or missing object is not ours)."""
     labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
-    part_of = "app.kubernetes.io/part-of"
-    return labels.get(part_of) == OURS[part_of]
+    return labels.get(PART_OF) == OURS[PART_OF]
+
+
+def ours_labels(labels=None):
+    """`labels` (e.g. a selector) and ours: what every applied object carries, for label
+    selectors and for checking what was applied."""
+    return dict(labels or {}, **OURS)
 
 
 def applied_record(objects):
@@ -53,7 +60,7 @@ def applied_objects(sets, namespace):
     for set_name, objects in sets.items():
         for obj in objects:
             obj = dict(obj, metadata=dict(obj["metadata"]))
-            obj["metadata"]["labels"] = dict(obj["metadata"].get("labels") or {}, **OURS)
+            obj["metadata"]["labels"] = ours_labels(obj["metadata"].get("labels"))
             result.append(obj)
         result.append(
             {
@@ -62,7 +69,7 @@ def applied_objects(sets, namespace):
                 "metadata": {
                     "name": RECORD_PREFIX + set_name,
                     "namespace": namespace,
-                    "labels": dict(OURS, **{"mesh-playground/record": set_name}),
+                    "labels": ours_labels({"mesh-playground/record": set_name}),
                 },
                 "data": {"record": applied_record(objects)},
             }
@@ -109,5 +116,6 @@ class FilterModule:
             "applied_pruned": applied_pruned,
             "applied_stale": applied_stale,
             "ours": ours,
+            "ours_labels": ours_labels,
             "stored_versions": stored_versions,
         }

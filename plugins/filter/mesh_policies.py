@@ -14,11 +14,8 @@ from dataclasses import dataclass, field
 
 API_VERSION = "networking.istio.io/v1"
 SECURITY_API_VERSION = "security.istio.io/v1"
-MANAGED_LABELS = {
-    "app.kubernetes.io/part-of": "mesh-playground",
-    "app.kubernetes.io/component": "mesh-policies",
-    "app.kubernetes.io/managed-by": "ansible",
-}
+# The role's own labels; the k8s_apply role adds ours (part-of, managed-by) to every object.
+MANAGED_LABELS = {"app.kubernetes.io/component": "mesh-policies"}
 
 
 def _metadata(s, name, namespace):

@@ -6,12 +6,29 @@ import uuid
 from pathlib import Path
 
 import yaml
+from k8s_apply import ours_labels
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from workloads import enabled, workload_name, workload_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 KUBECONFIG = REPO / ".cluster" / "kubeconfig"
 CONTEXT = "mesh-playground"
+# The label selector of what the collection applies (plugins/filter/k8s_apply.py).
+OURS = ",".join(f"{key}={value}" for key, value in ours_labels().items())
+# The Deployments of the app_workloads role's default list without the mesh, as these tests
+# deploy it (the live view follows playground_observability: off without the mesh).
+DEFAULT_DEPLOYMENTS = {
+    workload_name(entry)
+    for entry in enabled(
+        workload_overrides(
+            yaml.safe_load((REPO / "roles/app_workloads/defaults/main.yml").read_text())[
+                "app_workloads"
+            ],
+            {"view": {"enabled": False}},
+        )
+    )
+}
 # An inventory host that is this machine, run with the playbook's own Python (and its venv).
 LOCAL_HOST = {
     "ansible_connection": "local",

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from ansible_live import (
     CONTEXT,
+    DEFAULT_DEPLOYMENTS,
     KUBECONFIG,
     LOCAL_HOST,
     REPO,
@@ -94,7 +95,7 @@ def test_build_install_and_deploy_from_a_user_repository(tmp_path: Path, local_a
         assert "mesh_playground.playground.app_workloads" in deployed.stdout
         apps = client.AppsV1Api(local_api)
         names = {d.metadata.name for d in apps.list_namespaced_deployment(namespace).items}
-        assert names == {"webserverv1", "webserverv2", "proxy"}
+        assert names == DEFAULT_DEPLOYMENTS
 
         def available() -> bool:
             return all(rolled_out(apps, namespace, name) for name in names)

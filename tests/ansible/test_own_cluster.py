@@ -13,6 +13,7 @@ import pytest
 import yaml
 from ansible_live import (
     CONTEXT,
+    DEFAULT_DEPLOYMENTS,
     KUBECONFIG,
     LOCAL_HOST,
     REPO,
@@ -65,7 +66,7 @@ def deploys_and_undeploys(api, inventory_dir: Path, namespace: str, **env: str) 
     try:
         deployed = playbook("deploy.yml", inventory_dir, **env)
         assert deployed.returncode == 0, deployed.stdout[-4000:] + deployed.stderr[-2000:]
-        assert deployments(api, namespace) == {"webserverv1", "webserverv2", "proxy"}
+        assert deployments(api, namespace) == DEFAULT_DEPLOYMENTS
         proxy = client.CoreV1Api(api).read_namespaced_service("proxy", namespace)
         assert proxy.spec.type == "NodePort"  # not a load balancer unless asked
         undeployed = playbook("undeploy.yml", inventory_dir, **env)

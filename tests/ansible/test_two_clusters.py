@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 import yaml
-from ansible_live import LOCAL_HOST, REPO, deployments, run
+from ansible_live import DEFAULT_DEPLOYMENTS, LOCAL_HOST, OURS, REPO, deployments, run
 from kubernetes import client, config
 
 pytestmark = pytest.mark.cluster
@@ -28,9 +28,6 @@ def second_api() -> Iterator[client.ApiClient]:
     finally:
         down = run("cluster/cluster.sh", "--name", "second", "down")
         assert down.returncode == 0, down.stderr[-3000:]
-
-
-OURS = "app.kubernetes.io/part-of=mesh-playground"
 
 
 def snapshot(api: client.ApiClient) -> dict[str, str]:
@@ -73,7 +70,7 @@ def test_a_deploy_to_one_cluster_leaves_the_other_unchanged(local_api, second_ap
     try:
         deployed = playbook("deploy.yml", "second")
         assert deployed.returncode == 0, deployed.stdout[-4000:]
-        assert deployments(second_api, NAMESPACE) == {"webserverv1", "webserverv2", "proxy"}
+        assert deployments(second_api, NAMESPACE) == DEFAULT_DEPLOYMENTS
         after = snapshot(local_api)
         assert after == before, {
             k: (before.get(k), after.get(k))
@@ -96,7 +93,7 @@ def test_two_inventories_deploy_each_to_its_own_cluster(local_api, second_api) -
             and "ok: [mesh-playground]" in deployed.stdout
         )
         for api in (local_api, second_api):
-            assert deployments(api, namespace) == {"webserverv1", "webserverv2", "proxy"}
+            assert deployments(api, namespace) == DEFAULT_DEPLOYMENTS
         # Each cluster holds its own objects: the records of the two are different objects.
         uids = {
             client.CoreV1Api(api).read_namespace(namespace).metadata.uid

@@ -145,7 +145,6 @@ def restricted_container(name: str) -> dict:
         "name": name,
         "image": TEST_IMAGE,
         "imagePullPolicy": "IfNotPresent",
-        "ports": [{"containerPort": 3030}],
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": 10001,

@@ -8,18 +8,10 @@ playbooks/deploy.yml and the image tags of .cluster/images.yml, and finds the pr
 from collections.abc import Iterator
 
 import pytest
-from e2e_live import (
-    CONTEXT,
-    IMAGES_VARS,
-    KUBECONFIG,
-    NAMESPACE,
-    PLAYBOOK_ARGS,
-    STATE_DIR,
-    get,
-    run,
-)
-from kubernetes import client, config
+from e2e_live import IMAGES_VARS, NAMESPACE, PLAYBOOK_ARGS, get, run
+from kubernetes import client
 from polling import wait_for
+from realnode import real_node_api
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -29,15 +21,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def api() -> Iterator[client.ApiClient]:
-    mode_file = STATE_DIR / "run" / "node-mode"
-    mode = mode_file.read_text().strip() if mode_file.exists() else "none (cluster not running)"
-    if mode != "real":
-        pytest.fail(
-            f"the end-to-end tests need real pods, the cluster's node mode is {mode}: "
-            "run `make cluster-down` then `CLUSTER_NODE_MODE=real make test-e2e`"
-        )
-    with config.new_client_from_config(config_file=str(KUBECONFIG), context=CONTEXT) as api_client:
-        yield api_client
+    yield from real_node_api(
+        "the end-to-end tests need real pods",
+        "run `make cluster-down` then `CLUSTER_NODE_MODE=real make test-e2e`",
+    )
 
 
 @pytest.fixture(scope="session")

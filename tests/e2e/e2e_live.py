@@ -11,12 +11,12 @@ import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-STATE_DIR = REPO / ".cluster"
-KUBECONFIG = STATE_DIR / "kubeconfig"
-CONTEXT = "mesh-playground"
+# The cluster (re-exported for the suite's tests): tests/realnode.py defines it.
+from realnode import CONTEXT as CONTEXT
+from realnode import KUBECONFIG as KUBECONFIG
+from realnode import REPO, STATE_DIR
+
 # A namespace of the tests' own: the learner's playground (mesh-playground) is left as it is.
 NAMESPACE = "mesh-e2e"
 PLAYBOOK_ARGS = ("-e", f"playground_namespace={NAMESPACE}")

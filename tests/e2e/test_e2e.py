@@ -9,8 +9,8 @@ import uuid
 
 from e2e_live import CONTEXT, KUBECONFIG, NAMESPACE, PLAYBOOK_ARGS, REPO, Load, get, run
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 from polling import wait_for
+from realnode import namespace_gone
 from rollout import rolled_out
 
 
@@ -213,14 +213,7 @@ def test_undeploy_leaves_nothing_running(core: client.CoreV1Api) -> None:
     result = run("ansible-playbook", "playbooks/undeploy.yml", *PLAYBOOK_ARGS)
     assert result.returncode == 0, "playbooks/undeploy.yml failed (output above)"
 
-    def namespace_gone() -> bool:
-        try:
-            core.read_namespace(NAMESPACE)
-        except ApiException as error:
-            return error.status == 404
-        return False
-
-    wait_for(namespace_gone, 120, f"namespace {NAMESPACE} deleted")
+    wait_for(lambda: namespace_gone(core, NAMESPACE), 120, f"namespace {NAMESPACE} deleted")
     # And on the node itself: no container (pod sandbox or app) of the namespace is left.
     socket = "/run/mesh-playground/containerd/containerd.sock"
 

@@ -2,15 +2,18 @@
 under Pod Security `restricted` (the Istio CNI, no NET_ADMIN init container), HTTP between two
 pods through their Envoy sidecars, a VirtualService fault abort, the ingress gateway's NodePort.
 
-The module makes its own namespace (labelled for injection, `restricted` enforced, no
-NetworkPolicies) and deletes it at the end. Traffic goes only to cluster addresses and loopback:
-a Service's ClusterIP (kube-proxy on this machine) and the gateway's NodePort on 127.0.0.1.
-`make test-istio` installs Istio first (make istio); the tests run in file order.
+The module deploys the apps as the roles render them (playbooks/render.yml: the namespace,
+labelled for injection with `restricted` enforced, and its NetworkPolicies; webserver v1 and the
+proxy, one replica each, no mesh policies) into a namespace of its own, and deletes it at the
+end. Traffic goes only to cluster addresses and loopback: a Service's ClusterIP (kube-proxy on
+this machine) and the gateway's NodePort on 127.0.0.1. `make test-istio` installs Istio first
+(make istio); the tests run in file order.
 """
 
 import json
 import re
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -20,32 +23,35 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from polling import wait_for
+from realnode import CONTEXT, KUBECONFIG, REPO, STATE_DIR, delete_namespace, real_node_api
 from rollout import rolled_out
+from workloads import workload_overrides
 
 pytestmark = pytest.mark.realnode
 
-REPO = Path(__file__).resolve().parents[2]
-STATE_DIR = REPO / ".cluster"
-KUBECONFIG = STATE_DIR / "kubeconfig"
+ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 KUBECTL = STATE_DIR / "bin" / "kubectl"
-CONTEXT = "mesh-playground"
-ISTIO_NAMESPACE = "istio-system"
-GATEWAY_NAMESPACE = "istio-ingress"
-GATEWAY_NAME = "istio-ingressgateway"
-APP_PORT = 3030
-# Istio's bootstrap keeps only a few Envoy stats; these pods also keep their clusters' and the
-# fault filter's (pod annotation proxy.istio.io/config).
-STATS_CONFIG = json.dumps(
-    {
-        "proxyStatsMatcher": {
-            "inclusionPrefixes": ["cluster.outbound|", "cluster.inbound|"],
-            "inclusionRegexps": [".*fault\\..*"],
-        }
-    }
+# Where make istio put istiod, the CNI and the gateway: the role's defaults.
+ISTIO = yaml.safe_load((REPO / "roles/istio_mesh/defaults/main.yml").read_text())
+ISTIO_NAMESPACE = ISTIO["istio_mesh_namespace"]
+GATEWAY_NAMESPACE = ISTIO["istio_mesh_gateway_namespace"]
+GATEWAY_NAME = ISTIO["istio_mesh_gateway_name"]
+# The apps the role ships (its default list), but only webserver v1 behind the proxy and no view.
+WORKLOADS = workload_overrides(
+    yaml.safe_load((REPO / "roles/app_workloads/defaults/main.yml").read_text())["app_workloads"],
+    {"webserverv2": {"enabled": False}, "view": {"enabled": False}},
 )
+# Istio's bootstrap keeps only a few Envoy stats; these pods also keep their clusters' and the
+# fault filter's (added to the pods' proxy.istio.io/config annotation as rendered).
+STATS_CONFIG = {
+    "proxyStatsMatcher": {
+        "inclusionPrefixes": ["cluster.outbound|", "cluster.inbound|"],
+        "inclusionRegexps": [".*fault\\..*"],
+    }
+}
 # The webserver's answer as the proxy relays it (seed format).
 ANSWER = re.compile(
     r"^Proxying value: WebServer V1 requested from (?P<path>\S+) on (?P<host>\S+)"
@@ -99,14 +105,7 @@ def get(url: str, timeout: float = 10) -> Answer:
 # ---------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def api() -> Iterator[client.ApiClient]:
-    mode_file = STATE_DIR / "run" / "node-mode"
-    mode = mode_file.read_text().strip() if mode_file.exists() else "none (cluster not running)"
-    if mode != "real":
-        pytest.fail(
-            f"Istio needs the real node, the cluster's node mode is {mode}: run `make test-istio`"
-        )
-    with config.new_client_from_config(config_file=str(KUBECONFIG), context=CONTEXT) as api_client:
-        yield api_client
+    yield from real_node_api("Istio needs the real node", "run `make test-istio`")
 
 
 @pytest.fixture(scope="module")
@@ -126,14 +125,9 @@ def custom(api: client.ApiClient) -> client.CustomObjectsApi:
 
 @pytest.fixture(scope="module")
 def images() -> dict[str, str]:
-    """The locally built images (images/build.sh writes .cluster/images.yml)."""
+    """Istio's locally built images (images/build.sh writes .cluster/images.yml)."""
     data = yaml.safe_load((STATE_DIR / "images.yml").read_text())
-    return {
-        "webserver": data["app_workloads_images"]["webserver"],
-        "proxy": data["app_workloads_images"]["proxy"],
-        "istio_hub": data["istio_mesh_hub"],
-        "istio_tag": data["istio_mesh_tag"],
-    }
+    return {"istio_hub": data["istio_mesh_hub"], "istio_tag": data["istio_mesh_tag"]}
 
 
 @pytest.fixture(scope="module")
@@ -145,122 +139,89 @@ def istio(apps: client.AppsV1Api) -> None:
     assert rolled_out(apps, GATEWAY_NAMESPACE, GATEWAY_NAME), "the ingress gateway is not ready"
 
 
-@pytest.fixture(scope="module")
-def namespace(core: client.CoreV1Api, istio: None) -> Iterator[str]:
-    """A namespace of our own: sidecar injection on, Pod Security `restricted` enforced."""
-    name = f"istio-test-{uuid.uuid4().hex[:6]}"
-    labels = {
-        "istio-injection": "enabled",
-        "pod-security.kubernetes.io/enforce": "restricted",
-        "pod-security.kubernetes.io/enforce-version": "latest",
-        "app.kubernetes.io/part-of": "mesh-playground-tests",
-    }
-    core.create_namespace(
-        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels))
-    )
-    yield name
-    core.delete_namespace(name)
-
-    def gone() -> bool:
-        try:
-            core.read_namespace(name)
-        except ApiException as error:
-            return error.status == 404
-        return False
-
-    wait_for(gone, 180, f"namespace {name} deleted")
-
-
-def restricted_pod_spec(app: str, image: str, env: dict[str, str]) -> dict:
-    """The apps' pod as the project deploys them: non-root, read-only, no capabilities."""
-    return {
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": 5,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": 10001,
-            "runAsGroup": 10001,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "containers": [
+def rendered(namespace: str, where: Path) -> list[dict]:
+    """What playbooks/render.yml renders through the roles for WORKLOADS in `namespace`, one
+    replica each: the mesh on (inventory/local), no mesh policies, no observability."""
+    settings, dest = where / "settings.json", where / "rendered.yml"
+    settings.write_text(
+        json.dumps(
             {
-                "name": app,
-                "image": image,
-                "imagePullPolicy": "IfNotPresent",
-                "ports": [{"name": "web", "containerPort": APP_PORT}],
-                "env": [{"name": k, "value": v} for k, v in env.items()],
-                "readinessProbe": {
-                    "httpGet": {"path": "/readyz", "port": "web"},
-                    "periodSeconds": 2,
-                },
-                "resources": {
-                    "requests": {"cpu": "10m", "memory": "48Mi"},
-                    "limits": {"memory": "256Mi"},
-                },
-                "securityContext": {
-                    "allowPrivilegeEscalation": False,
-                    "readOnlyRootFilesystem": True,
-                    "capabilities": {"drop": ["ALL"]},
-                },
-                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 (in the pod)
+                "playground_namespace": namespace,
+                "playground_observability": False,
+                "mesh_policies_sets": [],
+                "app_workloads": WORKLOADS,
+                "app_workloads_replicas": 1,
+                "playground_render_dest": str(dest),
             }
-        ],
-        "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}],
-    }
+        )
+    )
+    result = run(ANSIBLE_PLAYBOOK, "playbooks/render.yml", "-e", f"@{settings}")
+    assert result.returncode == 0, "playbooks/render.yml failed (output above)"
+    return [o for o in yaml.safe_load_all(dest.read_text()) if o]
+
+
+def with_stats(obj: dict) -> dict:
+    """A Deployment whose pods' sidecars also keep the stats these tests read."""
+    if obj["kind"] == "Deployment":
+        annotations = obj["spec"]["template"]["metadata"].setdefault("annotations", {})
+        config = json.loads(annotations.get("proxy.istio.io/config", "{}"))
+        annotations["proxy.istio.io/config"] = json.dumps({**config, **STATS_CONFIG})
+    return obj
 
 
 @pytest.fixture(scope="module")
-def workloads(
-    core: client.CoreV1Api, apps: client.AppsV1Api, namespace: str, images: dict[str, str]
-) -> dict:
-    """webserver (V1) and proxy -> http://webserver, one pod each, Services with http-* ports."""
-    specs = {
-        "webserver": {"SERVERCONTENT": "WebServer V1", "APP_VERSION": "v1"},
-        "proxy": {"PROXYURL": "http://webserver"},
+def deployed(
+    core: client.CoreV1Api, istio: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict]:
+    """The rendered objects, applied into a namespace of our own (deleted at the end)."""
+    where = tmp_path_factory.mktemp("istio")
+    name = f"mesh-istio-test-{uuid.uuid4().hex[:6]}"
+    objects = [with_stats(o) for o in rendered(name, where)]
+    (where / "objects.yml").write_text(yaml.safe_dump_all(objects))
+    try:
+        result = run(
+            KUBECTL, "--kubeconfig", KUBECONFIG, "--context", CONTEXT, "apply", "--server-side",
+            "--field-manager=mesh-playground-tests", "-f", where / "objects.yml", timeout=120,
+        )  # fmt: skip
+        assert result.returncode == 0, "kubectl apply of the rendered objects failed"
+        yield {"namespace": name, "objects": objects}
+    finally:
+        delete_namespace(core, name)
+
+
+@pytest.fixture(scope="module")
+def namespace(deployed: dict) -> str:
+    """Ours, as the app_namespace role renders it: sidecar injection on, `restricted` enforced."""
+    return deployed["namespace"]
+
+
+@pytest.fixture(scope="module")
+def workloads(core: client.CoreV1Api, apps: client.AppsV1Api, deployed: dict) -> dict:
+    """webserver v1 and the proxy (-> http://webserver) rolled out: their pods, the proxy's
+    ClusterIP and the Services' ports as rendered."""
+    namespace, objects = deployed["namespace"], deployed["objects"]
+    deployments = {
+        o["metadata"]["labels"]["app"]: o["metadata"]["name"]
+        for o in objects
+        if o["kind"] == "Deployment"
     }
-    for app, env in specs.items():
-        labels = {"app": app, "version": "v1"}
-        apps.create_namespaced_deployment(
-            namespace,
-            {
-                "apiVersion": "apps/v1",
-                "kind": "Deployment",
-                "metadata": {"name": app, "labels": labels},
-                "spec": {
-                    "replicas": 1,
-                    "selector": {"matchLabels": {"app": app}},
-                    "template": {
-                        "metadata": {
-                            "labels": labels,
-                            "annotations": {"proxy.istio.io/config": STATS_CONFIG},
-                        },
-                        "spec": restricted_pod_spec(app, images[app], env),
-                    },
-                },
-            },
+    assert sorted(deployments) == ["proxy", "webserver"], deployments
+    for name in deployments.values():
+        wait_for(
+            lambda name=name: rolled_out(apps, namespace, name), 300, f"deployment {name} ready"
         )
-        core.create_namespaced_service(
-            namespace,
-            {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": {"name": app, "labels": {"app": app}},
-                "spec": {
-                    "selector": {"app": app},
-                    "ports": [{"name": f"http-{app}", "port": 80, "targetPort": APP_PORT}],
-                },
-            },
-        )
-    for app in specs:
-        wait_for(lambda app=app: rolled_out(apps, namespace, app), 300, f"deployment {app} ready")
     pods = {
         app: core.list_namespaced_pod(namespace, label_selector=f"app={app}").items[0]
-        for app in specs
+        for app in deployments
+    }
+    ports = {
+        o["metadata"]["name"]: o["spec"]["ports"][0] for o in objects if o["kind"] == "Service"
     }
     return {
         "pods": pods,
-        "proxy_ip": core.read_namespaced_service("proxy", namespace).spec.cluster_ip,
+        "proxy_url": f"http://{core.read_namespaced_service('proxy', namespace).spec.cluster_ip}"
+        f":{ports['proxy']['port']}/",
+        "ports": ports,
     }
 
 
@@ -316,7 +277,7 @@ def test_istio_cni_is_chained_in_the_nodes_own_directories() -> None:
 
 
 def test_the_playbook_changes_nothing_on_a_second_run(istio: None) -> None:
-    result = run(REPO / ".venv/bin/ansible-playbook", "playbooks/istio.yml")
+    result = run(ANSIBLE_PLAYBOOK, "playbooks/istio.yml")
     assert result.returncode == 0
     recap = re.search(r"ok=\d+\s+changed=(\d+)", result.stdout)
     assert recap and recap[1] == "0", "playbooks/istio.yml changed something on a second run"
@@ -370,7 +331,7 @@ def test_sidecar_runs_upstream_envoy_of_the_wheel(namespace: str, workloads: dic
 
 # ---------------------------------------------------------------- traffic
 def test_http_between_two_pods_goes_through_their_sidecars(namespace: str, workloads: dict) -> None:
-    url = f"http://{workloads['proxy_ip']}/"
+    url = workloads["proxy_url"]
     answer = wait_for(
         lambda: (a := get(url)).status == 200 and ANSWER.match(a.body) and a,
         120,
@@ -382,21 +343,22 @@ def test_http_between_two_pods_goes_through_their_sidecars(namespace: str, workl
     assert ANSWER.match(answer.body)["host"] == webserver
     for _ in range(5):
         assert get(url).status == 200
-    host = f"webserver.{namespace}.svc.cluster.local"
+    port = workloads["ports"]["webserver"]
+    outbound = f"cluster.outbound|{port['port']}||webserver.{namespace}.svc.cluster.local"
     out = envoy_stats(namespace, workloads["pods"]["proxy"].metadata.name)
-    assert out.get(f"cluster.outbound|80||{host}.upstream_rq_200", 0) >= 6, {
-        k: v for k, v in out.items() if host in k
+    assert out.get(f"{outbound}.upstream_rq_200", 0) >= 6, {
+        k: v for k, v in out.items() if k.startswith(outbound)
     }
     # Sidecar to sidecar is mutual TLS (Istio's auto mTLS, certificates from istiod's CA).
-    assert out.get(f"cluster.outbound|80||{host}.ssl.handshake", 0) >= 1
+    assert out.get(f"{outbound}.ssl.handshake", 0) >= 1
     inbound = envoy_stats(namespace, webserver)
-    assert inbound.get(f"cluster.inbound|{APP_PORT}||.upstream_rq_200", 0) >= 6
+    assert inbound.get(f"cluster.inbound|{port['targetPort']}||.upstream_rq_200", 0) >= 6
 
 
 def test_a_virtualservice_fault_abort_acts(
     custom: client.CustomObjectsApi, namespace: str, workloads: dict
 ) -> None:
-    url = f"http://{workloads['proxy_ip']}/"
+    url = workloads["proxy_url"]
     vs = {
         "apiVersion": "networking.istio.io/v1",
         "kind": "VirtualService",
@@ -460,7 +422,7 @@ def test_the_ingress_gateway_answers_on_its_nodeport(
                             {
                                 "destination": {
                                     "host": f"proxy.{namespace}.svc.cluster.local",
-                                    "port": {"number": 80},
+                                    "port": {"number": workloads["ports"]["proxy"]["port"]},
                                 }
                             }
                         ]

@@ -5,16 +5,13 @@ import os
 import re
 import subprocess
 import urllib.request
-from pathlib import Path
 
 import pytest
 from kubernetes import client, config
 from polling import wait_for
+from realnode import CONTEXT, KUBECONFIG, REPO
 
 pytestmark = pytest.mark.realnode
-REPO = Path(__file__).resolve().parents[2]
-KUBECONFIG = REPO / ".cluster" / "kubeconfig"
-CONTEXT = "mesh-playground"
 NAMESPACE = "mesh-off"
 
 

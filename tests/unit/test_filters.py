@@ -5,16 +5,20 @@ from pathlib import Path
 import pytest
 import yaml
 from k8s_apply import (
+    OURS,
+    PART_OF,
     applied_objects,
     applied_pruned,
     applied_record,
     applied_stale,
     ours,
+    ours_labels,
     stored_versions,
 )
 from mesh_policies import mesh_policies_objects, mesh_policies_problems
 from role_settings import role_settings
 from workloads import (
+    OVERRIDABLE,
     rollout_state,
     workload_name,
     workload_overrides,
@@ -24,20 +28,9 @@ from workloads import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULTS = {
-    "replicas": 3,
-    "strategy": "RollingUpdate",
-    "max_surge": 1,
-    "port": 3030,
-    "service_port": 80,
-    "service_type": "ClusterIP",
-    "workers": 2,
-    "resources": {},
-    "prestop_seconds": 5,
-    "graceful_seconds": 20,
-    "clients": ["proxy"],
-    "upstreams": [],
-}
+# Each entry's defaults as the app_workloads role gives them (app_workloads_<setting>).
+ROLE_DEFAULTS = yaml.safe_load((REPO / "roles/app_workloads/defaults/main.yml").read_text())
+DEFAULTS = {key: ROLE_DEFAULTS[f"app_workloads_{key}"] for key in OVERRIDABLE}
 IMAGES = {"webserver": "localhost/mp/webserver:1", "proxy": "localhost/mp/proxy:1"}
 ENTRIES = [
     {"app": "webserver", "version": "v1"},
@@ -61,15 +54,15 @@ def test_names_come_from_app_and_version_unless_set():
 
 def test_entries_take_defaults_and_override_them():
     v1, v2, proxy = workloads(ENTRIES, DEFAULTS, IMAGES)
-    assert (v1["replicas"], v2["replicas"]) == (3, 1)
+    assert (v1["replicas"], v2["replicas"]) == (DEFAULTS["replicas"], 1)
     assert v1["selector"] == {"app": "webserver", "version": "v1"}
     assert v1["image"] == "localhost/mp/webserver:1"
     assert proxy["env"]["PROXYURL"] == "http://webserver"
     assert v1["env"] == {
-        "PORT": "3030",
+        "PORT": str(DEFAULTS["port"]),
         "BIND_ADDRESS": "0.0.0.0",  # noqa: S104
-        "WEB_CONCURRENCY": "2",
-        "GUNICORN_GRACEFUL_TIMEOUT": "20",
+        "WEB_CONCURRENCY": str(DEFAULTS["workers"]),
+        "GUNICORN_GRACEFUL_TIMEOUT": str(DEFAULTS["graceful_seconds"]),
         "APP_VERSION": "v1",
     }
 
@@ -83,8 +76,8 @@ def test_services_one_per_version_and_one_per_app():
         "name": "proxy",
         "app": "proxy",
         "type": "LoadBalancer",
-        "port": 80,
-        "target_port": 3030,
+        "port": DEFAULTS["service_port"],
+        "target_port": DEFAULTS["port"],
         "selector": {"app": "proxy"},
     }
 
@@ -200,7 +193,7 @@ def test_stale_is_what_the_record_had_and_the_set_lost():
 def test_applied_objects_label_ours_and_record_each_set():
     out = applied_objects({"apps": [obj("Service", "a")], "mesh": []}, "ns")
     assert [o["kind"] for o in out] == ["Service", "ConfigMap", "ConfigMap"]
-    assert out[0]["metadata"]["labels"]["app.kubernetes.io/part-of"] == "mesh-playground"
+    assert out[0]["metadata"]["labels"] == OURS
     assert out[1]["metadata"]["name"] == "mesh-playground-applied-apps"
     assert out[1]["data"]["record"] == "v1 Service ns a\n"
     assert out[2]["data"]["record"] == ""
@@ -410,7 +403,15 @@ def test_role_settings_strip_the_prefix_and_convert_like_the_argument_spec():
 
 
 def test_ours_is_the_part_of_label_and_nothing_else():
-    assert ours({"metadata": {"labels": {"app.kubernetes.io/part-of": "mesh-playground"}}})
-    assert not ours({"metadata": {"labels": {"app.kubernetes.io/part-of": "istio"}}})
+    assert ours({"metadata": {"labels": OURS}})
+    assert ours({"metadata": {"labels": {PART_OF: OURS[PART_OF]}}})
+    assert not ours({"metadata": {"labels": {PART_OF: "istio"}}})
     assert not ours({"metadata": {"name": "x"}})
     assert not ours({}) and not ours(None)
+
+
+def test_ours_labels_add_ours_to_given_labels():
+    selector = {"app": "proxy"}
+    assert ours_labels(selector) == {"app": "proxy", **OURS}
+    assert selector == {"app": "proxy"}  # the input is left as it was
+    assert ours_labels() == OURS and ours({"metadata": {"labels": ours_labels()}})

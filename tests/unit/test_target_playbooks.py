@@ -164,6 +164,7 @@ def test_inventory_kind_refuses_and_prints_the_fingerprint_that_then_works(
         ("rollback.yml", "Wait until rolled out"),
         ("undeploy.yml", "Read the records"),
         ("policies.yml", "Wait until rolled out"),
+        ("istio_crds.yml", "Install or upgrade the Helm releases"),
     ],
 )
 def test_every_playbook_runs_the_guards_before_it_reads(tmp_path, cluster, name, first_read):
