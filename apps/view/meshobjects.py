@@ -1,5 +1,6 @@
-"""The Istio objects in force on each hop of the mesh, as one-line summaries (pure functions,
-standard library only; view.py reads the objects from the Kubernetes API).
+"""The Istio objects in force on each hop of the mesh, as one-line summaries, and the graph's
+topology before any traffic (pure functions, standard library only; view.py reads the objects
+from the Kubernetes API).
 
 A hop is (source workload, destination service), e.g. ("proxy", "webserver"). On it are:
 the VirtualServices that route to the service (by their hosts or their routes' destinations)
@@ -7,6 +8,8 @@ and apply to that client (the gateway's when bound to a Gateway, the sidecars' o
 DestinationRules and ServiceEntries of the service's host, and on the gateway's hop the
 Gateways its VirtualServices are bound to.
 """
+
+import urllib.parse
 
 from meshmetrics import GATEWAY_WORKLOAD
 
@@ -198,7 +201,7 @@ def _name(item):
 
 
 def external_hosts(objects):
-    """The hosts of the namespace's ServiceEntries (hops the proxy may take out of the mesh)."""
+    """The hosts of the namespace's ServiceEntries (hops its callers may take out of the mesh)."""
     return sorted(
         {
             host
@@ -207,3 +210,95 @@ def external_hosts(objects):
             if "*" not in host
         }
     )
+
+
+# ---------------------------------------------------------------- the topology
+def _in_mesh(deployment):
+    """Pods with Istio's sidecar: out of the mesh (the view itself), none of its traffic is in
+    Istio's metrics, so it is no node of the graph."""
+    pods = ((deployment.get("spec") or {}).get("template") or {}).get("metadata") or {}
+    return all(
+        (pods.get(where) or {}).get("sidecar.istio.io/inject") != "false"
+        for where in ("labels", "annotations")
+    )
+
+
+def _deployed(objects):
+    """[(name, app, version, Deployment)] of the Deployments in the mesh labelled app and
+    version (what Istio's metrics name destination_workload, _app and _version)."""
+    found = []
+    for item in objects.get("Deployment", []):
+        metadata = item.get("metadata") or {}
+        labels = metadata.get("labels") or {}
+        if metadata.get("name") and labels.get("app") and labels.get("version") and _in_mesh(item):
+            found.append((metadata["name"], labels["app"], labels["version"], item))
+    return found
+
+
+def _upstream(deployment, namespace):
+    """The service a Deployment's app calls: the host of its containers' PROXYURL, short."""
+    pods = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
+    for container in pods.get("containers") or []:
+        for variable in container.get("env") or []:
+            if variable.get("name") == "PROXYURL" and variable.get("value"):
+                try:
+                    host = urllib.parse.urlsplit(str(variable["value"])).hostname
+                except ValueError:  # not a URL: no hop
+                    return None
+                return host and _short(host, namespace)
+    return None
+
+
+def _gateway_routes(objects, namespace):
+    """The services the VirtualServices bound to a Gateway route to (the ingress gateway's)."""
+    return [
+        _short(host, namespace)
+        for item in objects.get("VirtualService", [])
+        if [g for g in (item.get("spec") or {}).get("gateways") or [] if g != "mesh"]
+        for route in (item.get("spec") or {}).get("http") or []
+        for destination in route.get("route") or []
+        if (host := (destination.get("destination") or {}).get("host"))
+    ]
+
+
+def _columns(hops):
+    """{workload or service: column}: the gateway 0, a hop's target one more than its source
+    (the fewest hops; a caller that no hop reaches starts at 1)."""
+    targets = {target for _, target in hops}
+    column = {source: 1 for source, _ in hops if source not in targets}
+    column[GATEWAY_WORKLOAD] = 0
+    for depth in range(len(hops) + 1):
+        for source, target in hops:
+            if column.get(source) == depth:
+                column.setdefault(target, depth + 1)
+    return column
+
+
+def topology(objects, namespace):
+    """The graph as deployed, drawn before any traffic: (nodes [(id, service, version,
+    column)], hops [(source workload, destination service)]).
+
+    A node per Deployment in the mesh with labels app and version (its name, app, version), and
+    the ingress gateway when a VirtualService bound to a Gateway routes in. Hops: the gateway to
+    those routes' services, an app to its PROXYURL's service, and those apps to the
+    ServiceEntries' hosts. Columns: by hops (_columns), nodes on no hop after the rest.
+    """
+    deployed = _deployed(objects)
+    hops = [(GATEWAY_WORKLOAD, service) for service in _gateway_routes(objects, namespace)]
+    calls = [(app, to) for _, app, _, item in deployed if (to := _upstream(item, namespace))]
+    hops += calls
+    hops += [(app, host) for app in dict(calls) for host in external_hosts(objects)]
+    hops = list(dict.fromkeys(hops))
+    column = _columns(hops)
+    placed = [
+        (name, app, version, column.get(name, column.get(app)))
+        for name, app, version, _ in deployed
+    ]
+    last = max([place for *_, place in placed if place is not None], default=0) + 1
+    routed_in = any(source == GATEWAY_WORKLOAD for source, _ in hops)
+    nodes = [(GATEWAY_WORKLOAD, "", "", 0)] if routed_in else []
+    nodes += [
+        (name, app, version, last if place is None else place)
+        for name, app, version, place in placed
+    ]
+    return nodes, hops

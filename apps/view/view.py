@@ -3,8 +3,9 @@
 GET /           one HTML page (page.html, no external assets) drawing /api/graph every 2 s
 GET /api/graph  JSON: the edges gateway -> proxy -> webserver v1/v2 (and external hosts) with
                 their rate, split, success rate and latency from Prometheus (meshmetrics.py),
-                and the Istio objects in force on each hop from the Kubernetes API
-                (meshobjects.py). ?window=30s|1m|... overrides VIEW_WINDOW.
+                the namespace's Deployments (the graph before any traffic) and the Istio
+                objects in force on each hop from the Kubernetes API (meshobjects.py).
+                ?window=30s|1m|... overrides VIEW_WINDOW.
 /healthz, /readyz  probes. Prometheus or the API being down is an error in the answer, never
 a failed page. Configuration (environment, read once at start): see ../../docs/apps.md.
 """
@@ -75,11 +76,14 @@ def _api_url():
 KUBE_API_URL = _api_url()
 KUBE_TOKEN_FILE = _readable("KUBE_TOKEN_FILE", f"{SERVICE_ACCOUNT}/token")
 KUBE_CA_FILE = _readable("KUBE_CA_FILE", f"{SERVICE_ACCOUNT}/ca.crt")
+# What is read of the namespace (the app_workloads entry's api_read allows it): kind -> (API
+# group/version, plural). Istio's objects first: without the Deployments the hops still show them.
 PLURALS = {
-    "VirtualService": "virtualservices",
-    "DestinationRule": "destinationrules",
-    "Gateway": "gateways",
-    "ServiceEntry": "serviceentries",
+    "VirtualService": ("networking.istio.io/v1", "virtualservices"),
+    "DestinationRule": ("networking.istio.io/v1", "destinationrules"),
+    "Gateway": ("networking.istio.io/v1", "gateways"),
+    "ServiceEntry": ("networking.istio.io/v1", "serviceentries"),
+    "Deployment": ("apps/v1", "deployments"),
 }
 
 
@@ -95,8 +99,8 @@ def _kube_get(url, token, context):
         return json.loads(response.read(8 << 20))
 
 
-def istio_objects():
-    """({kind: [object]}, error or None): the namespace's Istio networking objects."""
+def namespace_objects():
+    """({kind: [object]}, error or None): the namespace's Istio objects and Deployments."""
     if not KUBE_API_URL:
         return {}, "no Kubernetes API: KUBERNETES_SERVICE_HOST (in a pod) or KUBE_API_URL unset"
     try:
@@ -109,15 +113,15 @@ def istio_objects():
     except ssl.SSLError as error:
         return {}, f"bad CA file {KUBE_CA_FILE}: {error}"
     objects = {}
-    for kind, plural in PLURALS.items():
-        url = f"{KUBE_API_URL}/apis/networking.istio.io/v1/namespaces/{NAMESPACE}/{plural}"
+    for kind, (api, plural) in PLURALS.items():
+        url = f"{KUBE_API_URL}/apis/{api}/namespaces/{NAMESPACE}/{plural}"
         try:
             items = _kube_get(url, token, context).get("items") or []
         except urllib.error.HTTPError as error:
             hint = {
                 401: " (the ServiceAccount token was refused)",
                 403: f" (RBAC: may this ServiceAccount list {plural} in {NAMESPACE}?)",
-                404: " (are Istio's CRDs installed?)",
+                404: " (are Istio's CRDs installed?)" if "istio" in api else "",
             }.get(error.code, "")
             return objects, f"{KUBE_API_URL} answered HTTP {error.code} for {plural}{hint}"
         except TimeoutError:
@@ -134,20 +138,10 @@ def istio_objects():
 
 
 # ---------------------------------------------------------------- the graph
-# The playground's topology: drawn even before any traffic (id, service, version, column).
-SKELETON = (
-    (meshmetrics.GATEWAY_WORKLOAD, "ingress gateway", "", 0),
-    ("proxy", "proxy", "", 1),
-    ("webserverv1", "webserver", "v1", 2),
-    ("webserverv2", "webserver", "v2", 2),
-)
-SKELETON_HOPS = ((meshmetrics.GATEWAY_WORKLOAD, "proxy"), ("proxy", "webserver"))
-
-
 def graph(window):
     """/api/graph's answer: Prometheus and the API are read side by side (2 s at most)."""
     found = {}
-    reader = threading.Thread(target=lambda: found.update(objects=istio_objects()), daemon=True)
+    reader = threading.Thread(target=lambda: found.update(objects=namespace_objects()), daemon=True)
     reader.start()
     errors = {"prometheus": None, "kubernetes": None}
     try:
@@ -158,14 +152,14 @@ def graph(window):
     objects, errors["kubernetes"] = found.get(
         "objects", ({}, "the API reader failed or took too long (see the view's log)")
     )
-    hops = dict.fromkeys(SKELETON_HOPS)
-    hops.update(dict.fromkeys((edge["source"], edge["destination"]) for edge in edges))
-    hops.update(dict.fromkeys(("proxy", host) for host in meshobjects.external_hosts(objects)))
+    # What is deployed is drawn before any traffic; the traffic adds what Prometheus saw.
+    skeleton, hops = meshobjects.topology(objects, NAMESPACE)
+    hops = dict.fromkeys([*hops, *((edge["source"], edge["destination"]) for edge in edges)])
     return {
         "namespace": NAMESPACE,
         "window": window,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "nodes": meshmetrics.nodes(edges, SKELETON),
+        "nodes": meshmetrics.nodes(edges, skeleton),
         "edges": edges,
         "objects": {
             f"{source}->{service}": meshobjects.on_hop(source, service, objects, NAMESPACE)

@@ -1,5 +1,6 @@
 """Helpers of the app tests, on 127.0.0.1: real gunicorn processes, a recording and a hostile
-upstream, a silent server, and the view's stub Prometheus and Kubernetes API."""
+upstream, a silent server, and the view's stub Prometheus and Kubernetes API (serving the
+Deployments the app_workloads role's default list makes)."""
 
 import contextlib
 import http.server
@@ -16,7 +17,9 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from polling import wait_for
+from workloads import OVERRIDABLE, workloads
 
 REPO = Path(__file__).resolve().parents[2]
 APPS = REPO / "apps"
@@ -511,20 +514,56 @@ def istio_objects():
     }  # fmt: skip
 
 
-ISTIO_PLURALS = {
-    "virtualservices": "VirtualService",
-    "destinationrules": "DestinationRule",
-    "gateways": "Gateway",
-    "serviceentries": "ServiceEntry",
+def deployment(name, labels, env=(), sidecar=True):
+    """A Deployment as the app_workloads role renders it (objects.yml.j2), with what the view
+    reads: its labels, its pods' labels (out of the mesh without a sidecar), its container's env."""
+    pods = labels if sidecar else {**labels, "sidecar.istio.io/inject": "false"}
+    container = {"name": labels.get("app", name), "env": [{"name": k, "value": v} for k, v in env]}
+    return {
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "template": {"metadata": {"labels": pods}, "spec": {"containers": [container]}},
+        },
+    }
+
+
+def deployments():
+    """The namespace's Deployments as the role deploys its default list (roles/app_workloads/
+    defaults/main.yml: webserver v1 and v2, the proxy with PROXYURL, the view), every entry on."""
+    defaults = yaml.safe_load((REPO / "roles/app_workloads/defaults/main.yml").read_text())
+    settings = {key: defaults[f"app_workloads_{key}"] for key in OVERRIDABLE}
+    entries = [dict(entry, enabled=True) for entry in defaults["app_workloads"]]
+    return [
+        deployment(
+            w["name"],
+            {**w["selector"], "app.kubernetes.io/name": w["app"],
+             "app.kubernetes.io/instance": w["name"], "app.kubernetes.io/version": w["version"]},
+            sorted(w["env"].items()),
+            w["sidecar"],
+        )
+        for w in workloads(entries, settings, defaults["app_workloads_images"])
+    ]  # fmt: skip
+
+
+# The lists the view reads: (API group/version, plural) -> kind.
+LISTS = {
+    ("networking.istio.io/v1", "virtualservices"): "VirtualService",
+    ("networking.istio.io/v1", "destinationrules"): "DestinationRule",
+    ("networking.istio.io/v1", "gateways"): "Gateway",
+    ("networking.istio.io/v1", "serviceentries"): "ServiceEntry",
+    ("apps/v1", "deployments"): "Deployment",
 }
 
 
 class StubKubernetes(JsonStub):
-    """The Kubernetes API's list endpoints of Istio's networking objects, on loopback: 401
-    without the bearer `token`, 404 for anything else; `seen` records (path, authorization)."""
+    """The Kubernetes API's list endpoints of Istio's networking objects and Deployments
+    (`objects`: {kind: [object]}, read at each request), on loopback: 401 without the bearer
+    `token`, 404 for anything else; `seen` records (path, authorization)."""
 
     def __init__(self, token, objects, namespace=NAMESPACE):
         self.token, self.objects, self.namespace = token, objects, namespace
+        self.forbidden = set()  # plurals answered 403 (a Role that does not allow them)
         self.seen = []
         super().__init__()
 
@@ -532,14 +571,12 @@ class StubKubernetes(JsonStub):
         self.seen.append((path, headers.get("Authorization")))
         if headers.get("Authorization") != f"Bearer {self.token}":
             return 401, {"kind": "Status", "code": 401}
-        match = re.fullmatch(
-            rf"/apis/networking\.istio\.io/v1/namespaces/{self.namespace}/(\w+)", path
-        )
-        kind = match and ISTIO_PLURALS.get(match[1])
+        match = re.fullmatch(rf"/apis/([\w.]+/v1)/namespaces/{self.namespace}/(\w+)", path)
+        kind = match and LISTS.get((match[1], match[2]))
         if not kind:
             return 404, {"kind": "Status", "code": 404}
-        items = [
-            {"apiVersion": "networking.istio.io/v1", "kind": kind, **item}
-            for item in self.objects.get(kind, [])
-        ]
-        return 200, {"apiVersion": "networking.istio.io/v1", "kind": f"{kind}List", "items": items}
+        if match[2] in self.forbidden:
+            return 403, {"kind": "Status", "code": 403}
+        api = match[1]
+        items = [{"apiVersion": api, "kind": kind, **item} for item in self.objects.get(kind, [])]
+        return 200, {"apiVersion": api, "kind": f"{kind}List", "items": items}

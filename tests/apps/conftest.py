@@ -7,6 +7,7 @@ from apps_live import (
     SilentServer,
     StubKubernetes,
     StubPrometheus,
+    deployments,
     istio_objects,
     split_80_20,
 )
@@ -52,11 +53,11 @@ def prometheus():
 
 @pytest.fixture
 def kubernetes(tmp_path):
-    """A stub Kubernetes API listing the namespace's Istio objects to a bearer token, and the
-    view's settings to reach it (KUBE_API_URL, KUBE_TOKEN_FILE)."""
+    """A stub Kubernetes API listing the namespace's Istio objects and Deployments to a bearer
+    token, and the view's settings to reach it (KUBE_API_URL, KUBE_TOKEN_FILE)."""
     token = tmp_path / "token"
     token.write_text("view-token\n")
-    server = StubKubernetes("view-token", istio_objects())
+    server = StubKubernetes("view-token", {**istio_objects(), "Deployment": deployments()})
     server.env = {"KUBE_API_URL": server.url, "KUBE_TOKEN_FILE": str(token)}
     yield server
     server.stop()

@@ -1,13 +1,14 @@
 """The live view (apps/view/view.py) under real gunicorn, against a stub Prometheus and a stub
 Kubernetes API that are real HTTP servers on loopback (apps_live.StubPrometheus, StubKubernetes)
-answering the series' 80/20 split and the collection's Istio objects."""
+answering the series' 80/20 split, the collection's Istio objects and the Deployments of the
+app_workloads role's default list."""
 
 import json
 import threading
 import time
 
 import pytest
-from apps_live import DEADLINE, free_port, raw_request
+from apps_live import DEADLINE, StubPrometheus, deployment, free_port, raw_request
 
 
 def graph(view, target="/api/graph"):
@@ -88,8 +89,105 @@ def test_objects_in_force_are_summarised_per_hop(view, kubernetes):
     assert paths == {
         f"/apis/networking.istio.io/v1/namespaces/mesh-playground/{plural}"
         for plural in ("virtualservices", "destinationrules", "gateways", "serviceentries")
-    }
+    } | {"/apis/apps/v1/namespaces/mesh-playground/deployments"}
     assert {auth for _, auth in kubernetes.seen} == {"Bearer view-token"}
+
+
+@pytest.fixture
+def no_traffic():
+    """A Prometheus that answers, with no request in the window."""
+    server = StubPrometheus([])
+    yield server
+    server.stop()
+
+
+def placed(data):
+    return [(node["id"], node["service"], node["version"], node["column"], node["kind"])
+            for node in data["nodes"]]  # fmt: skip
+
+
+def test_before_any_traffic_the_graph_is_what_is_deployed(serve, no_traffic, kubernetes):
+    """The role's default list as Deployments: a node each but the view's (out of the mesh), the
+    gateway's route to the proxy (its VirtualService), the proxy's PROXYURL to the webserver."""
+    view = serve("view", PROMETHEUS_URL=no_traffic.url, **kubernetes.env)
+    data = graph(view)
+    assert data["errors"] == {"prometheus": None, "kubernetes": None}
+    assert data["edges"] == []
+    assert placed(data) == [
+        ("istio-ingressgateway", "ingress gateway", "", 0, "gateway"),
+        ("proxy", "proxy", "v1", 1, "workload"),
+        ("webserverv1", "webserver", "v1", 2, "workload"),
+        ("webserverv2", "webserver", "v2", 2, "workload"),
+    ]
+    assert all(node["rps"] == 0 for node in data["nodes"])
+    assert set(data["objects"]) == {
+        "istio-ingressgateway->proxy", "proxy->webserver", "proxy->raw.githubusercontent.com",
+    }  # fmt: skip
+    assert data["objects"]["proxy->webserver"]
+
+
+def test_a_deployment_added_appears_and_one_without_app_is_left_out(serve, no_traffic, kubernetes):
+    """Read at each request: a webserver v3 joins v1 and v2 (the proxy's PROXYURL names their
+    service), a Deployment on no hop comes last, one without an app label is no node."""
+    view = serve("view", PROMETHEUS_URL=no_traffic.url, **kubernetes.env)
+    assert len(graph(view)["nodes"]) == 4
+    kubernetes.objects["Deployment"] += [
+        deployment("webserverv3", {"app": "webserver", "version": "v3"}),
+        deployment("cache", {"app": "cache", "version": "v1"}),
+        deployment("batch", {"version": "v1"}),
+        deployment("unversioned", {"app": "unversioned"}),
+    ]
+    assert placed(graph(view))[1:] == [
+        ("proxy", "proxy", "v1", 1, "workload"),
+        ("webserverv1", "webserver", "v1", 2, "workload"),
+        ("webserverv2", "webserver", "v2", 2, "workload"),
+        ("webserverv3", "webserver", "v3", 2, "workload"),
+        ("cache", "cache", "v1", 3, "workload"),
+    ]
+
+
+def test_a_proxyurl_naming_the_full_service_name_is_the_same_hop(serve, no_traffic, kubernetes):
+    (proxy,) = [d for d in kubernetes.objects["Deployment"] if d["metadata"]["name"] == "proxy"]
+    (env,) = [v for v in proxy["spec"]["template"]["spec"]["containers"][0]["env"]
+              if v["name"] == "PROXYURL"]  # fmt: skip
+    env["value"] = "http://webserver.mesh-playground.svc.cluster.local:3031"
+    view = serve("view", PROMETHEUS_URL=no_traffic.url, **kubernetes.env)
+    data = graph(view)
+    assert "proxy->webserver" in data["objects"]
+    assert [node["column"] for node in data["nodes"]] == [0, 1, 2, 2]
+
+
+def test_with_the_api_down_the_graph_is_what_prometheus_saw(
+    serve, prometheus, no_traffic, kubernetes
+):
+    down = f"http://127.0.0.1:{free_port()}"
+    env = {**kubernetes.env, "KUBE_API_URL": down}
+    refused = f"cannot connect to {down}: Connection refused"
+    view = serve("view", PROMETHEUS_URL=prometheus.url, **env)
+    data = graph(view)
+    assert data["errors"] == {"prometheus": None, "kubernetes": refused}
+    assert [(node["id"], node["column"]) for node in data["nodes"]] == [
+        ("istio-ingressgateway", 0), ("proxy", 1), ("webserverv1", 2), ("webserverv2", 2),
+    ]  # fmt: skip
+    quiet = serve("view", PROMETHEUS_URL=no_traffic.url, **env)
+    data = graph(quiet)  # nothing to draw: the banner says why
+    assert (data["nodes"], data["edges"], data["objects"]) == ([], [], {})
+    assert data["errors"] == {"prometheus": None, "kubernetes": refused}
+    assert raw_request(quiet.port, "/").status == 200
+
+
+def test_a_role_without_deployments_still_shows_the_istio_objects(serve, prometheus, kubernetes):
+    """A view whose Role predates the Deployments (403): the hops Prometheus saw keep their
+    objects, and the banner names the missing permission."""
+    kubernetes.forbidden = {"deployments"}
+    view = serve("view", PROMETHEUS_URL=prometheus.url, **kubernetes.env)
+    data = graph(view)
+    assert data["errors"]["kubernetes"] == (
+        f"{kubernetes.url} answered HTTP 403 for deployments "
+        "(RBAC: may this ServiceAccount list deployments in mesh-playground?)"
+    )
+    assert len(data["nodes"]) == 4
+    assert data["objects"]["proxy->webserver"]
 
 
 def test_the_page_is_one_self_contained_html_document(view):

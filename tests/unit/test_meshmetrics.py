@@ -4,7 +4,7 @@ import math
 
 import meshmetrics
 import pytest
-from meshobjects import on_hop, route_summary, summary
+from meshobjects import on_hop, route_summary, summary, topology
 
 NS = "mesh-playground"
 
@@ -167,3 +167,35 @@ def test_objects_apply_to_the_gateways_hop_or_the_sidecars_hop():
     assert [o["name"] for o in on_hop("proxy", "webserver", objects, NS)] == ["webserver"]
     assert [o["name"] for o in on_hop("istio-ingressgateway", "webserver", objects, NS)] == ["edge"]
     assert on_hop("proxy", "other", objects, NS) == []
+
+
+def deployed(name, app, version, proxyurl=None, **pod_metadata):
+    env = [{"name": "PROXYURL", "value": proxyurl}] if proxyurl else []
+    return {
+        "metadata": {"name": name, "labels": {"app": app, "version": version}},
+        "spec": {"template": {"metadata": pod_metadata,
+                              "spec": {"containers": [{"name": app, "env": env}]}}},
+    }  # fmt: skip
+
+
+def test_the_topology_follows_proxyurl_without_a_gateway_route():
+    """No VirtualService bound to a Gateway: no gateway node, the caller starts at column 1; a
+    PROXYURL naming one workload's Service (webserverv2) leads there only; pods out of the mesh
+    by annotation, and a PROXYURL that is no URL, give nothing."""
+    objects = {
+        "Deployment": [
+            deployed("caller", "caller", "v1", "http://webserverv2.mesh-playground:3030/base"),
+            deployed("webserverv1", "webserver", "v1"),
+            deployed("webserverv2", "webserver", "v2"),
+            deployed("odd", "odd", "v1", "http://[broken"),
+            deployed("outside", "outside", "v1", annotations={"sidecar.istio.io/inject": "false"}),
+        ]
+    }
+    nodes, hops = topology(objects, NS)
+    assert hops == [("caller", "webserverv2")]
+    assert sorted(nodes, key=lambda node: (node[3], node[0])) == [
+        ("caller", "caller", "v1", 1),
+        ("webserverv2", "webserver", "v2", 2),
+        ("odd", "odd", "v1", 3),
+        ("webserverv1", "webserver", "v1", 3),
+    ]
