@@ -97,16 +97,24 @@ class Forwarder:
         return sorted(found)
 
     def connect(self, namespace: str, service: str, port: int, timeout: float):
+        """A socket to the next pod; the API's refusals as OSError (the request's status 0)."""
+        from kubernetes.client.exceptions import ApiException
         from kubernetes.stream import portforward
 
         key = (namespace, service, port)
-        with self._lock:
-            if key not in self._targets:
-                self._targets[key] = itertools.cycle(self._resolve(namespace, service, port))
-            pod, pod_port = next(self._targets[key])
-        forward = portforward(
-            self._api().connect_get_namespaced_pod_portforward, pod, namespace, ports=str(pod_port)
-        )
+        try:
+            with self._lock:
+                if key not in self._targets:
+                    self._targets[key] = itertools.cycle(self._resolve(namespace, service, port))
+                pod, pod_port = next(self._targets[key])
+            forward = portforward(
+                self._api().connect_get_namespaced_pod_portforward,
+                pod,
+                namespace,
+                ports=str(pod_port),
+            )
+        except ApiException as error:
+            raise OSError(f"port-forward to {namespace}/{service}:{port}: {error}") from error
         sock = forward.socket(pod_port)
         sock.settimeout(timeout)
         return sock
