@@ -205,7 +205,8 @@ def main() -> None:
     args = parser.parse_args()
     headers = dict(h.split(":", 1) for h in args.header)
     headers = {k.strip(): v.strip() for k, v in headers.items()}
-    forwarder = Forwarder(args.kubeconfig, args.context) if args.kubeconfig else None
+    in_cluster = SERVICE_HOST.match(urllib.parse.urlsplit(args.url).hostname or "")
+    forwarder = Forwarder(args.kubeconfig, args.context) if args.kubeconfig and in_cluster else None
     measured = measure(args.url, args.count, args.concurrency, headers, args.timeout, forwarder)
     json.dump(measured, sys.stdout)
     print()
