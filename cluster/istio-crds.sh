@@ -13,7 +13,7 @@
 # istio.io/istio Go module (checked against the Go checksum database) and Helm 3 from its module,
 # both via cluster/istio-build.sh into ~/.cache/mesh-playground/ (seconds for the charts, ~3 min
 # once for Helm); never committed. Needs the virtualenv (make venv). Prints "(changed)" or
-# "(unchanged)" (molecule's prepare step reads it); the playbook's output goes to
+# "(unchanged)"; the playbook's output goes to
 # <state dir>/logs/istio-crds.log.
 # Cluster: ISTIO_CRDS_KUBECONFIG (default: the kubeconfig of this checkout's cluster, .cluster/ or
 # .cluster-$CLUSTER_NAME/; deliberately not $KUBECONFIG, so a bare run never reaches another

@@ -1,21 +1,31 @@
 """Send real requests and count what came back: the measuring half of every mesh check.
 
     python playbooks/files/traffic.py URL [--count N] [--concurrency C] [--header 'Name: value']...
+        [--kubeconfig FILE [--context NAME]]
 
 Prints one JSON object: how many answers had each HTTP status, each webserver version and
 upstream code (from the proxy's seed-format answer), each answer the mesh gave instead of the
 webserver (`other`: "fault filter abort", "upstream request timeout", ...), the milliseconds the
 proxy reported (`Took N milliseconds`), the client's own wall time per request, a few bodies.
 Each request goes on a new connection (as curl would), so the mesh routes every one afresh.
+A URL whose host is a Service's in-cluster name, http://SERVICE.NAMESPACE.svc[.cluster.local][:PORT]
+(PORT: the Service's port, default 80), is reached from outside the cluster with --kubeconfig (and
+--context): each request on a port-forward of its own, through the Kubernetes API, to a ready pod of
+the Service (round robin) on the container port the Service's port targets, the way
+`kubectl port-forward svc/SERVICE` does; no NodePort, no route to pod IPs, any cluster. The
+request enters the pod on its loopback, so a sidecar's inbound side sees none of it; what the
+pod's app calls in turn goes through its sidecar as ever (the proxy's calls to the webserver).
 playbooks/canary.yml measures each step with it, Molecule verify steps assert on its counts,
 and pytest imports `measure`.
 """
 
 import argparse
 import http.client
+import itertools
 import json
 import re
 import sys
+import threading
 import time
 import urllib.parse
 from collections import Counter
@@ -28,19 +38,106 @@ WEBSERVER = re.compile(
     r"^(?P<text>.*?) requested from (?P<path>\S+) on (?P<host>\S+) with code (?P<code>\d{3})$", re.S
 )
 VERSION = re.compile(r"^WebServer (V\d+)")
+# A Service's in-cluster name: reached through a port-forward (Forwarder).
+SERVICE_HOST = re.compile(
+    r"^(?P<service>[a-z0-9-]+)\.(?P<namespace>[a-z0-9-]+)\.svc(\.cluster\.local)?$"
+)
 
 
-def one(url: str, headers: dict[str, str], timeout: float) -> dict:
+class Forwarder:
+    """Connections to Services through port-forwards of the Kubernetes API (the kubeconfig and
+    context given): each connect() is a new port-forward to the next ready pod of the Service, on
+    the container port its port targets. The client is per thread: the client's port-forward
+    swaps its ApiClient's call_api while it connects."""
+
+    def __init__(self, kubeconfig: str, context: str | None = None) -> None:
+        from kubernetes import client, config  # only here: measuring a plain URL needs neither
+
+        self._client = client
+        self._configuration = client.Configuration()
+        config.load_kube_config(kubeconfig, context or None, self._configuration)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._targets: dict[tuple[str, str, int], itertools.cycle] = {}
+
+    def _api(self):
+        if not hasattr(self._local, "api"):
+            self._local.api = self._client.CoreV1Api(self._client.ApiClient(self._configuration))
+        return self._local.api
+
+    def _resolve(self, namespace: str, service: str, port: int) -> list[tuple[str, int]]:
+        """(pod, container port) of each ready, running pod behind the Service's port."""
+        api = self._api()
+        spec = api.read_namespaced_service(service, namespace).spec
+        ports = [p for p in spec.ports if p.port == port]
+        if not ports or not spec.selector:
+            raise OSError(f"Service {namespace}/{service} has no port {port} with a pod selector")
+        target = ports[0].target_port or port
+        selector = ",".join(f"{key}={value}" for key, value in spec.selector.items())
+        found = []
+        for pod in api.list_namespaced_pod(namespace, label_selector=selector).items:
+            ready = any(
+                c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []
+            )
+            if pod.metadata.deletion_timestamp or pod.status.phase != "Running" or not ready:
+                continue
+            if isinstance(target, int) or str(target).isdigit():
+                found.append((pod.metadata.name, int(target)))
+                continue
+            named = [
+                p.container_port
+                for c in pod.spec.containers
+                for p in c.ports or []
+                if p.name == target
+            ]
+            if named:
+                found.append((pod.metadata.name, named[0]))
+        if not found:
+            raise OSError(f"no ready pod behind Service {namespace}/{service} port {port}")
+        return sorted(found)
+
+    def connect(self, namespace: str, service: str, port: int, timeout: float):
+        """A socket to the next pod; the API's refusals as OSError (the request's status 0)."""
+        from kubernetes.client.exceptions import ApiException
+        from kubernetes.stream import portforward
+
+        key = (namespace, service, port)
+        try:
+            with self._lock:
+                if key not in self._targets:
+                    self._targets[key] = itertools.cycle(self._resolve(namespace, service, port))
+                pod, pod_port = next(self._targets[key])
+            forward = portforward(
+                self._api().connect_get_namespaced_pod_portforward,
+                pod,
+                namespace,
+                ports=str(pod_port),
+            )
+        except ApiException as error:
+            raise OSError(f"port-forward to {namespace}/{service}:{port}: {error}") from error
+        sock = forward.socket(pod_port)
+        sock.settimeout(timeout)
+        return sock
+
+
+def one(
+    url: str, headers: dict[str, str], timeout: float, forwarder: Forwarder | None = None
+) -> dict:
     parts = urllib.parse.urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    in_cluster = SERVICE_HOST.match(parts.hostname or "") if forwarder else None
     started = time.monotonic()
     try:
+        if in_cluster:
+            connection.sock = forwarder.connect(
+                in_cluster["namespace"], in_cluster["service"], parts.port or 80, timeout
+            )
         connection.request("GET", target, headers={"Connection": "close", **headers})
         response = connection.getresponse()
         status, body = response.status, response.read().decode(errors="replace")
         location = response.getheader("Location")
-    except OSError as error:
+    except (OSError, http.client.HTTPException) as error:
         status, body, location = 0, f"{type(error).__name__}: {error}", None
     finally:
         connection.close()
@@ -70,9 +167,12 @@ def measure(
     concurrency: int = 4,
     headers: dict[str, str] | None = None,
     timeout: float = 30,
+    forwarder: Forwarder | None = None,
 ) -> dict:
     with ThreadPoolExecutor(concurrency) as pool:
-        answers = list(pool.map(lambda _: one(url, headers or {}, timeout), range(count)))
+        answers = list(
+            pool.map(lambda _: one(url, headers or {}, timeout, forwarder), range(count))
+        )
     return {
         "count": count,
         "status": dict(Counter(str(a["status"]) for a in answers)),
@@ -100,10 +200,15 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--timeout", type=float, default=30)
     parser.add_argument("--header", action="append", default=[], help="'Name: value'")
+    parser.add_argument("--kubeconfig", help="reach http://SERVICE.NAMESPACE.svc URLs through it")
+    parser.add_argument("--context", help="the kubeconfig's context (default: its current one)")
     args = parser.parse_args()
     headers = dict(h.split(":", 1) for h in args.header)
     headers = {k.strip(): v.strip() for k, v in headers.items()}
-    json.dump(measure(args.url, args.count, args.concurrency, headers, args.timeout), sys.stdout)
+    in_cluster = SERVICE_HOST.match(urllib.parse.urlsplit(args.url).hostname or "")
+    forwarder = Forwarder(args.kubeconfig, args.context) if args.kubeconfig and in_cluster else None
+    measured = measure(args.url, args.count, args.concurrency, headers, args.timeout, forwarder)
+    json.dump(measured, sys.stdout)
     print()
 
 
