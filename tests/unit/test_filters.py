@@ -9,6 +9,7 @@ import yaml
 from k8s_apply import (
     OURS,
     PART_OF,
+    applied_diffs,
     applied_objects,
     applied_pruned,
     applied_record,
@@ -537,3 +538,16 @@ def test_ours_labels_add_ours_to_given_labels():
     assert ours_labels(selector) == {"app": "proxy", **OURS}
     assert selector == {"app": "proxy"}  # the input is left as it was
     assert ours_labels() == OURS and ours({"metadata": {"labels": ours_labels()}})
+
+
+def test_applied_diffs_never_show_a_secrets_data():
+    secret = {"kind": "Secret", "metadata": {"name": "pull"}, "data": {".dockerconfigjson": "eyJ"}}
+    results = [
+        {"changed": True, "result": secret, "diff": {"after": secret}},
+        {"changed": True, "result": obj("ConfigMap", "c"), "diff": {"after": {"data": {}}}},
+        {"changed": False, "result": obj("Service", "s")},
+    ]
+    diffs = applied_diffs(results)
+    assert [d["object"] for d in diffs] == ["Secret/pull", "ConfigMap/c"]
+    assert "eyJ" not in str(diffs)
+    assert diffs[1]["diff"] == {"after": {"data": {}}}
