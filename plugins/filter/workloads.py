@@ -339,13 +339,35 @@ def _selects(selector, labels):
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
-def pull_failures(pods, deployments, events=()):
+def _images(spec):
+    """Container name -> image of a pod spec (init containers too)."""
+    spec = spec or {}
+    return {
+        c.get("name"): c.get("image")
+        for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])
+    }
+
+
+def pull_failures(pods, deployments, events=(), backoff=False):
     """Why pods of the Deployments cannot get their images, one message per container that
-    waits with a pull failure (ErrImagePull, ImagePullBackOff, ...): `pod/container: reason:
-    message`. The waiting message of ImagePullBackOff only says it backs off: the pod's last
-    `Failed to pull image` event (kubelet's, with the registry's answer) is added when given."""
-    selectors = [
-        ((d.get("spec") or {}).get("selector") or {}).get("matchLabels") for d in deployments
+    waits with a pull failure: `pod/container: reason: message`.
+
+    Only the images of a Deployment's current template count: a pod of an older ReplicaSet that
+    fails on an image the rollout replaces is no reason to stop. ErrImagePull is a pull that
+    just failed (its message carries the registry's answer); InvalidImageName and
+    ErrImageNeverPull never pass. ImagePullBackOff, kubelet waiting before it tries again, counts
+    only with `backoff` (a back-off may be left from before new credentials, which the next try
+    uses); its message only says it backs off, so the pod's last `Failed to pull image` event
+    (kubelet's, with the registry's answer) is added when `events` are given."""
+    reasons = (
+        PULL_FAILURES if backoff else tuple(r for r in PULL_FAILURES if r != "ImagePullBackOff")
+    )
+    wanted = [
+        (
+            ((d.get("spec") or {}).get("selector") or {}).get("matchLabels"),
+            _images(((d.get("spec") or {}).get("template") or {}).get("spec")),
+        )
+        for d in deployments
     ]
     last_failed = {}
     for event in sorted(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or ""):
@@ -357,24 +379,25 @@ def pull_failures(pods, deployments, events=()):
     failures = []
     for pod in pods:
         meta = pod.get("metadata") or {}
-        if meta.get("deletionTimestamp") or not any(
-            _selects(s, meta.get("labels") or {}) for s in selectors
-        ):
+        if meta.get("deletionTimestamp"):
             continue
+        images = _images(pod.get("spec"))
+        current = [w for s, w in wanted if _selects(s, meta.get("labels") or {})]
         status = pod.get("status") or {}
         for container in (status.get("initContainerStatuses") or []) + (
             status.get("containerStatuses") or []
         ):
+            name = container.get("name")
             waiting = (container.get("state") or {}).get("waiting") or {}
-            if waiting.get("reason") not in PULL_FAILURES:
+            if waiting.get("reason") not in reasons or not any(
+                w.get(name) == images.get(name) for w in current
+            ):
                 continue
             message = waiting.get("message") or ""
             event = last_failed.get(meta.get("name"))
             if event and event not in message:
                 message = f"{message} (last pull: {event})" if message else event
-            failures.append(
-                f"{meta.get('name')}/{container.get('name')}: {waiting['reason']}: {message}"
-            )
+            failures.append(f"{meta.get('name')}/{name}: {waiting['reason']}: {message}")
     return failures
 
 

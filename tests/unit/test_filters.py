@@ -191,39 +191,53 @@ def test_bad_pull_credentials_are_named_without_the_password(credentials, names,
     assert not any("s3cret" in p for p in problems)
 
 
-def pod(name, labels, reason, message="", deleting=False):
+def pod(name, labels, reason, message="", deleting=False, image="r/web:1"):
     waiting = {"reason": reason, "message": message}
     meta = {"name": name, "labels": labels}
     if deleting:
         meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     return {
         "metadata": meta,
+        "spec": {"containers": [{"name": "web", "image": image}]},
         "status": {"containerStatuses": [{"name": "web", "state": {"waiting": waiting}}]},
     }
 
 
-ROLLED = [{"spec": {"selector": {"matchLabels": {"app": "web", "version": "v1"}}}}]
+ROLLED = [
+    {
+        "spec": {
+            "selector": {"matchLabels": {"app": "web", "version": "v1"}},
+            "template": {"spec": {"containers": [{"name": "web", "image": "r/web:1"}]}},
+        }
+    }
+]
+LABELS = {"app": "web", "version": "v1"}
 UNAUTHORIZED = (
     'failed to pull and unpack image "127.0.0.1:5443/mp/web:1": failed to resolve reference'
     ' "127.0.0.1:5443/mp/web:1": pulling from host 127.0.0.1:5443 failed with status code'
     " [manifests 1]: 401 Unauthorized"
 )
+BACKOFF = 'Back-off pulling image "127.0.0.1:5443/mp/web:1"'
 
 
 def test_pull_failures_name_the_pod_and_the_registrys_reason():
-    labels = {"app": "web", "version": "v1"}
     pods = [
-        pod("web-1", labels, "ErrImagePull", UNAUTHORIZED),
-        pod("web-2", labels, "ContainerCreating"),
+        pod("web-1", LABELS, "ErrImagePull", UNAUTHORIZED),
+        pod("web-2", LABELS, "ContainerCreating"),
         pod("other", {"app": "other"}, "ErrImagePull", "not ours"),
-        pod("web-old", labels, "ImagePullBackOff", deleting=True),
+        pod("web-gone", LABELS, "ErrImagePull", deleting=True),
+        # An older ReplicaSet's pod, on an image the rollout replaces.
+        pod("web-old", LABELS, "ErrImagePull", "old", image="r/web:0"),
     ]
     assert pull_failures(pods, ROLLED) == [f"web-1/web: ErrImagePull: {UNAUTHORIZED}"]
 
 
+def test_a_back_off_alone_does_not_stop_the_wait():
+    """It may be left from before new credentials, which kubelet's next try uses."""
+    assert pull_failures([pod("web-1", LABELS, "ImagePullBackOff", BACKOFF)], ROLLED) == []
+
+
 def test_pull_failures_in_back_off_take_the_reason_from_the_last_failed_event():
-    labels = {"app": "web", "version": "v1"}
-    backoff = 'Back-off pulling image "127.0.0.1:5443/mp/web:1"'
     events = [
         {
             "reason": "Failed",
@@ -244,8 +258,9 @@ def test_pull_failures_in_back_off_take_the_reason_from_the_last_failed_event():
             "message": "Error: ErrImagePull",
         },
     ]
-    [failure] = pull_failures([pod("web-1", labels, "ImagePullBackOff", backoff)], ROLLED, events)
-    assert "401 Unauthorized" in failure and backoff in failure
+    pods = [pod("web-1", LABELS, "ImagePullBackOff", BACKOFF)]
+    [failure] = pull_failures(pods, ROLLED, events, backoff=True)
+    assert "401 Unauthorized" in failure and BACKOFF in failure
 
 
 def deployment(generation=1, **status):
