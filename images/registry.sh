@@ -158,7 +158,7 @@ registry_push() {
 		target=$registry/$app:${ref##*:}
 		info "pushing $ref to $target"
 		bah push --quiet "${args[@]}" --digestfile "$digest_file" "$ref" "docker://$target" >&2 ||
-			die "pushing $ref to $target failed (log in first: buildah login $host)"
+			die "pushing $ref to $target failed (buildah says why above; a registry that wants a login: buildah login $host)"
 		echo "  $app: \"$target@$(cat "$digest_file")\""
 	done < <(built_apps)
 }
