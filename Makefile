@@ -175,6 +175,20 @@ test-molecule: venv mesh-up ## Molecule: every scenario (molecule/*) against the
 images: ## Build the base, sandbox and app images locally (cached) and import them into the real node
 	images/build.sh
 
+# A registry of the user's choice (docs/own-cluster.md): REGISTRY=host[:port]/path, after
+# `buildah login host`; the local one (make registry-up) is one such registry, needing no login.
+.PHONY: images-push registry-up registry-down
+REGISTRY ?=
+images-push: ## Push the app images of `make images` to REGISTRY=host[:port]/path (after buildah login), print them by digest
+	@[ -n "$(REGISTRY)" ] || { echo "usage: make images-push REGISTRY=registry.example.com/team (log in first: buildah login registry.example.com)" >&2; exit 2; }
+	images/registry.sh push "$(REGISTRY)"
+
+registry-up: ## A registry on this machine to push to: 127.0.0.1:5443 (REGISTRY_PORT), TLS and a password, trusted by the real node
+	images/registry.sh start
+
+registry-down: ## Stop the local registry (its images, CA and credentials are kept; images/registry.sh clean removes them)
+	images/registry.sh stop
+
 url: ## Where the apps answer from this machine: the ingress gateway (mesh on), else the proxy Service (real node mode)
 	@cluster/node-real/url.sh
 

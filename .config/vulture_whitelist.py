@@ -35,6 +35,7 @@ pytestmark
 pytest_collection_modifyitems
 observed
 istio
+undeployed_at_end
 # http.server's handlers and servers (tests/apps/apps_live.py, molecule/mesh_external/standin.py).
 protocol_version
 _.log_message

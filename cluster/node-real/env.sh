@@ -8,6 +8,11 @@ NODE_RUN=/run/mesh-playground     # sockets, runtime state (tmpfs)
 NODE_LIB=/var/lib/mesh-playground # containerd images/snapshots, kubelet root: kept across up/down
 CONTAINERD_SOCKET=$NODE_RUN/containerd/containerd.sock
 CONTAINERD_ROOT=$NODE_LIB/containerd
+# containerd's registry hosts directory (its CRI registry.config_path), opt-in per registry: a
+# <host[:port]>/hosts.toml there (e.g. with the CA of a registry of your own, as images/registry.sh
+# writes for the local one) is read at each pull, no restart needed. One per machine like the
+# node, so any checkout's registry reaches it.
+REGISTRY_HOSTS_DIR=$NODE_LIB/certs.d
 KUBELET_ROOT=$NODE_LIB/kubelet
 CNI_CONF_DIR=$NODE_DIR/cni
 # The node's own CNI plugin directory: Debian's plugins (CNI_SYSTEM_BIN_DIR) linked in, and what

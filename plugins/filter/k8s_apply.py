@@ -1,5 +1,6 @@
 """Pruning by record (filters `applied_objects`, `applied_pruned`, `applied_stale`), for the
-k8s_apply role; `stored_versions`, to tell from the cluster whether a run wrote anything.
+k8s_apply role, and what --diff shows of an apply (`applied_diffs`, never a Secret's data);
+`stored_versions`, to tell from the cluster whether a run wrote anything.
 
 Every call of the role applies, after its objects, one ConfigMap per object set that records
 what the set holds. The role's apply runs in diff mode, so the ConfigMap's `before` is the
@@ -92,6 +93,22 @@ def applied_pruned(results, sets):
     return stale
 
 
+def applied_diffs(results):
+    """What --diff shows of an apply in diff mode: `Kind/name` and the diff of each changed
+    object; a Secret's diff (its data) is never shown."""
+    diffs = []
+    for result in results:
+        obj = result.get("result") or {}
+        if not result.get("changed") or "kind" not in obj:
+            continue
+        if obj["kind"] == "Secret":
+            diff = "(a Secret: its data is not shown)"
+        else:
+            diff = result.get("diff") or "(no diff)"
+        diffs.append({"object": f"{obj['kind']}/{obj['metadata']['name']}", "diff": diff})
+    return diffs
+
+
 def stored_versions(objects):
     """What changes when each object is written, by `Kind/namespace/name`: its resourceVersion,
     or for a Deployment its generation (the controllers rewrite a Deployment's status while
@@ -112,6 +129,7 @@ def stored_versions(objects):
 class FilterModule:
     def filters(self):
         return {
+            "applied_diffs": applied_diffs,
             "applied_objects": applied_objects,
             "applied_pruned": applied_pruned,
             "applied_stale": applied_stale,

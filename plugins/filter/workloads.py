@@ -1,7 +1,9 @@
 """The app workloads as data: one list entry per Deployment, expanded here into what the
 app_workloads role's template renders (filters `workloads`, `workload_services`,
-`workload_problems`), and what is rolled out (`rollout_state`); `workload_overrides` makes a
-variant of a list as data (the Molecule scenarios' variants of the role's default list).
+`workload_problems`), the registry credentials its pods pull with (`pull_secret_problems`,
+`docker_config`), and what is rolled out (`rollout_state`, and `pull_failures`: why a rollout
+cannot get its images); `workload_overrides` makes a variant of a list as data (the Molecule
+scenarios' variants of the role's default list).
 
 This module is the one place that names things: a workload is `<app><version>` (webserverv1)
 unless its entry says otherwise, its pods carry `app` and `version` (what Services, subsets and
@@ -9,6 +11,8 @@ the mesh select on), each app has one ServiceAccount and one Service named after
 selects every version, and each workload a Service named after itself.
 """
 
+import base64
+import json
 import re
 
 # Settings an entry may override; the role's app_workloads_* variables give their defaults.
@@ -41,10 +45,18 @@ KNOWN_KEYS = frozenset(OVERRIDABLE) | {
 }
 NAME = re.compile(r"^[a-z]([-a-z0-9]{0,40}[a-z0-9])?$")
 VERSION = re.compile(r"^v[0-9]+$")
+# host[:port]/path followed by a tag, a digest, or both (repo:tag@sha256:<64 hex>: the digest
+# is what runs, the tag is for people).
 IMAGE = re.compile(
     r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-]+[a-z0-9]+)*)+"
-    r":[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(@sha256:[0-9a-f]{64})?|@sha256:[0-9a-f]{64})$"
 )
+# A registry as image references name it: host[:port], no scheme, no path.
+REGISTRY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?$")
+# A Secret's name (DNS subdomain).
+SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+# Why a container cannot start because of its image: kubelet's waiting reasons.
+PULL_FAILURES = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
 STRATEGIES = ("RollingUpdate", "Recreate")
@@ -127,8 +139,9 @@ def workload_problems(entries, defaults, images):
         if not isinstance(w["image"], str) or not IMAGE.match(w["image"]):
             problems.append(
                 f"{where}.image={w['image']!r} (from app_workloads_images.{app} unless the"
-                " entry sets image): use lowercase host[:port]/path:tag, the tag at most 128"
-                " letters, digits, '_', '.', '-', e.g. localhost/mesh-playground/webserver:0.1.0."
+                " entry sets image): use lowercase host[:port]/path:tag, path@sha256:<64 hex> or"
+                " path:tag@sha256:<64 hex>, the tag at most 128 letters, digits, '_', '.', '-',"
+                " e.g. localhost/mesh-playground/webserver:0.1.0."
             )
         if not _whole(w["replicas"]):
             problems.append(
@@ -264,6 +277,130 @@ def rollout_state(deployment):
     return "complete"
 
 
+def pull_secret_problems(credentials, secret_names):
+    """Every problem of the pull credentials: app_workloads_registry_credentials (a list of
+    {registry, username, password}) and app_workloads_image_pull_secrets (Secret names). The
+    messages never repeat a password."""
+    problems = []
+    if not isinstance(secret_names, list) or any(
+        not isinstance(n, str) or not SECRET_NAME.match(n) for n in secret_names
+    ):
+        problems.append(
+            f"app_workloads_image_pull_secrets={secret_names!r}: use a list of the names of"
+            " Secrets of type kubernetes.io/dockerconfigjson in the namespace."
+        )
+    if not isinstance(credentials, list):
+        return [
+            *problems,
+            "app_workloads_registry_credentials: use a list of"
+            " {registry: host[:port], username: ..., password: ...}.",
+        ]
+    registries = []
+    for index, entry in enumerate(credentials):
+        where = f"app_workloads_registry_credentials[{index}]"
+        if not isinstance(entry, dict) or set(entry) != {"registry", "username", "password"}:
+            keys = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
+            problems.append(
+                f"{where}: use exactly the keys registry, username and password (found {keys})."
+            )
+            continue
+        registry = entry["registry"]
+        if not isinstance(registry, str) or not REGISTRY.match(registry):
+            problems.append(
+                f"{where}.registry={registry!r}: use host[:port] as the images name it, without"
+                " scheme or path, e.g. registry.example.com or 127.0.0.1:5443."
+            )
+        registries.append(registry)
+        for key in ("username", "password"):
+            if not isinstance(entry[key], str) or not entry[key]:
+                problems.append(f"{where}.{key}: must be a non-empty string.")
+        if isinstance(entry["username"], str) and ":" in entry["username"]:
+            problems.append(f"{where}.username: may not contain ':'.")
+    for registry in sorted({r for r in registries if registries.count(r) > 1}, key=str):
+        problems.append(f"app_workloads_registry_credentials: {registry} is listed more than once.")
+    return problems
+
+
+def docker_config(credentials):
+    """The content of a kubernetes.io/dockerconfigjson Secret for the credentials (call after
+    pull_secret_problems found none): {"auths": {registry: {username, password, auth}}}."""
+    auths = {}
+    for entry in credentials:
+        token = f"{entry['username']}:{entry['password']}".encode()
+        auths[entry["registry"]] = {
+            "username": entry["username"],
+            "password": entry["password"],
+            "auth": base64.b64encode(token).decode(),
+        }
+    return json.dumps({"auths": auths}, sort_keys=True, separators=(",", ":"))
+
+
+def _selects(selector, labels):
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def _images(spec):
+    """Container name -> image of a pod spec (init containers too)."""
+    spec = spec or {}
+    return {
+        c.get("name"): c.get("image")
+        for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])
+    }
+
+
+def pull_failures(pods, deployments, events=(), backoff=False):
+    """Why pods of the Deployments cannot get their images, one message per container that
+    waits with a pull failure: `pod/container: reason: message`.
+
+    Only the images of a Deployment's current template count: a pod of an older ReplicaSet that
+    fails on an image the rollout replaces is no reason to stop. ErrImagePull is a pull that
+    just failed (its message carries the registry's answer); InvalidImageName and
+    ErrImageNeverPull never pass. ImagePullBackOff, kubelet waiting before it tries again, counts
+    only with `backoff` (a back-off may be left from before new credentials, which the next try
+    uses); its message only says it backs off, so the pod's last `Failed to pull image` event
+    (kubelet's, with the registry's answer) is added when `events` are given."""
+    reasons = (
+        PULL_FAILURES if backoff else tuple(r for r in PULL_FAILURES if r != "ImagePullBackOff")
+    )
+    wanted = [
+        (
+            ((d.get("spec") or {}).get("selector") or {}).get("matchLabels"),
+            _images(((d.get("spec") or {}).get("template") or {}).get("spec")),
+        )
+        for d in deployments
+    ]
+    last_failed = {}
+    for event in sorted(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or ""):
+        involved = event.get("involvedObject") or {}
+        message = event.get("message") or ""
+        # kubelet's other `Failed` events only say "Error: ErrImagePull".
+        if involved.get("kind") == "Pod" and message.startswith("Failed to pull image"):
+            last_failed[involved.get("name")] = message
+    failures = []
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        if meta.get("deletionTimestamp"):
+            continue
+        images = _images(pod.get("spec"))
+        current = [w for s, w in wanted if _selects(s, meta.get("labels") or {})]
+        status = pod.get("status") or {}
+        for container in (status.get("initContainerStatuses") or []) + (
+            status.get("containerStatuses") or []
+        ):
+            name = container.get("name")
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") not in reasons or not any(
+                w.get(name) == images.get(name) for w in current
+            ):
+                continue
+            message = waiting.get("message") or ""
+            event = last_failed.get(meta.get("name"))
+            if event and event not in message:
+                message = f"{message} (last pull: {event})" if message else event
+            failures.append(f"{meta.get('name')}/{name}: {waiting['reason']}: {message}")
+    return failures
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -273,4 +410,7 @@ class FilterModule:
             "workload_problems": workload_problems,
             "rollout_state": rollout_state,
             "workload_overrides": workload_overrides,
+            "pull_secret_problems": pull_secret_problems,
+            "docker_config": docker_config,
+            "pull_failures": pull_failures,
         }

@@ -1,5 +1,7 @@
 """Unit tests of the collection's filter plugins (pure functions: no cluster, no Ansible)."""
 
+import base64
+import json
 from pathlib import Path
 
 import pytest
@@ -7,6 +9,7 @@ import yaml
 from k8s_apply import (
     OURS,
     PART_OF,
+    applied_diffs,
     applied_objects,
     applied_pruned,
     applied_record,
@@ -19,6 +22,9 @@ from mesh_policies import mesh_policies_objects, mesh_policies_problems
 from role_settings import role_settings
 from workloads import (
     OVERRIDABLE,
+    docker_config,
+    pull_failures,
+    pull_secret_problems,
     rollout_state,
     workload_name,
     workload_overrides,
@@ -123,6 +129,138 @@ def test_good_entries_have_no_problems():
 def test_bad_entries_are_named_with_what_to_change(entries, images, says):
     problems = workload_problems(entries, DEFAULTS, images)
     assert any(says in p for p in problems), problems
+
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "localhost/mp/webserver:1",
+        f"127.0.0.1:5443/mesh-playground/webserver@{DIGEST}",
+        f"registry.example.com/team/webserver:0.1.0@{DIGEST}",
+    ],
+)
+def test_image_references_by_tag_digest_or_both(image):
+    entries = [{"app": "webserver", "version": "v1"}]
+    assert workload_problems(entries, DEFAULTS, {"webserver": image}) == []
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "localhost/mp/webserver",  # neither tag nor digest
+        "localhost/mp/webserver@sha256:abc",  # a digest is 64 hex digits
+        f"localhost/mp/webserver@{DIGEST.upper()}",
+        f"localhost/mp/webserver@{DIGEST}:1",  # the tag comes first
+    ],
+)
+def test_bad_image_references_are_refused(image):
+    entries = [{"app": "webserver", "version": "v1"}]
+    problems = workload_problems(entries, DEFAULTS, {"webserver": image})
+    assert any("path@sha256:<64 hex>" in p for p in problems), problems
+
+
+CREDENTIALS = [{"registry": "127.0.0.1:5443", "username": "mesh", "password": "s3cret"}]
+
+
+def test_pull_credentials_make_a_docker_config():
+    assert pull_secret_problems(CREDENTIALS, ["other-registry"]) == []
+    config = json.loads(docker_config(CREDENTIALS))
+    auth = config["auths"]["127.0.0.1:5443"]
+    assert (auth["username"], auth["password"]) == ("mesh", CREDENTIALS[0]["password"])
+    assert base64.b64decode(auth["auth"]) == b"mesh:s3cret"
+
+
+@pytest.mark.parametrize(
+    ("credentials", "names", "says"),
+    [
+        ([{"registry": "https://r.example", "username": "u", "password": "p"}], [], "registry="),
+        ([{"registry": "r.example", "username": "u"}], [], "exactly the keys"),
+        ([{"registry": "r.example", "username": "u", "password": ""}], [], ".password: must"),
+        ([{"registry": "r.example", "username": "u:v", "password": "p"}], [], "may not contain"),
+        (CREDENTIALS * 2, [], "listed more than once"),
+        ({"registry": "r.example"}, [], "use a list"),
+        ([], ["Bad_Name"], "app_workloads_image_pull_secrets"),
+    ],
+)
+def test_bad_pull_credentials_are_named_without_the_password(credentials, names, says):
+    problems = pull_secret_problems(credentials, names)
+    assert any(says in p for p in problems), problems
+    assert not any("s3cret" in p for p in problems)
+
+
+def pod(name, labels, reason, message="", deleting=False, image="r/web:1"):
+    waiting = {"reason": reason, "message": message}
+    meta = {"name": name, "labels": labels}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return {
+        "metadata": meta,
+        "spec": {"containers": [{"name": "web", "image": image}]},
+        "status": {"containerStatuses": [{"name": "web", "state": {"waiting": waiting}}]},
+    }
+
+
+ROLLED = [
+    {
+        "spec": {
+            "selector": {"matchLabels": {"app": "web", "version": "v1"}},
+            "template": {"spec": {"containers": [{"name": "web", "image": "r/web:1"}]}},
+        }
+    }
+]
+LABELS = {"app": "web", "version": "v1"}
+UNAUTHORIZED = (
+    'failed to pull and unpack image "127.0.0.1:5443/mp/web:1": failed to resolve reference'
+    ' "127.0.0.1:5443/mp/web:1": pulling from host 127.0.0.1:5443 failed with status code'
+    " [manifests 1]: 401 Unauthorized"
+)
+BACKOFF = 'Back-off pulling image "127.0.0.1:5443/mp/web:1"'
+
+
+def test_pull_failures_name_the_pod_and_the_registrys_reason():
+    pods = [
+        pod("web-1", LABELS, "ErrImagePull", UNAUTHORIZED),
+        pod("web-2", LABELS, "ContainerCreating"),
+        pod("other", {"app": "other"}, "ErrImagePull", "not ours"),
+        pod("web-gone", LABELS, "ErrImagePull", deleting=True),
+        # An older ReplicaSet's pod, on an image the rollout replaces.
+        pod("web-old", LABELS, "ErrImagePull", "old", image="r/web:0"),
+    ]
+    assert pull_failures(pods, ROLLED) == [f"web-1/web: ErrImagePull: {UNAUTHORIZED}"]
+
+
+def test_a_back_off_alone_does_not_stop_the_wait():
+    """It may be left from before new credentials, which kubelet's next try uses."""
+    assert pull_failures([pod("web-1", LABELS, "ImagePullBackOff", BACKOFF)], ROLLED) == []
+
+
+def test_pull_failures_in_back_off_take_the_reason_from_the_last_failed_event():
+    events = [
+        {
+            "reason": "Failed",
+            "involvedObject": {"kind": "Pod", "name": "web-1"},
+            "lastTimestamp": "2026-01-01T00:00:02Z",
+            "message": f"Failed to pull image: {UNAUTHORIZED}",
+        },
+        {
+            "reason": "Failed",
+            "involvedObject": {"kind": "Pod", "name": "web-1"},
+            "lastTimestamp": "2026-01-01T00:00:03Z",
+            "message": "Error: ImagePullBackOff",
+        },
+        {
+            "reason": "Failed",
+            "involvedObject": {"kind": "Pod", "name": "web-1"},
+            "lastTimestamp": "2026-01-01T00:00:01Z",
+            "message": "Error: ErrImagePull",
+        },
+    ]
+    pods = [pod("web-1", LABELS, "ImagePullBackOff", BACKOFF)]
+    [failure] = pull_failures(pods, ROLLED, events, backoff=True)
+    assert "401 Unauthorized" in failure and BACKOFF in failure
 
 
 def deployment(generation=1, **status):
@@ -415,3 +553,16 @@ def test_ours_labels_add_ours_to_given_labels():
     assert ours_labels(selector) == {"app": "proxy", **OURS}
     assert selector == {"app": "proxy"}  # the input is left as it was
     assert ours_labels() == OURS and ours({"metadata": {"labels": ours_labels()}})
+
+
+def test_applied_diffs_never_show_a_secrets_data():
+    secret = {"kind": "Secret", "metadata": {"name": "pull"}, "data": {".dockerconfigjson": "eyJ"}}
+    results = [
+        {"changed": True, "result": secret, "diff": {"after": secret}},
+        {"changed": True, "result": obj("ConfigMap", "c"), "diff": {"after": {"data": {}}}},
+        {"changed": False, "result": obj("Service", "s")},
+    ]
+    diffs = applied_diffs(results)
+    assert [d["object"] for d in diffs] == ["Secret/pull", "ConfigMap/c"]
+    assert "eyJ" not in str(diffs)
+    assert diffs[1]["diff"] == {"after": {"data": {}}}
