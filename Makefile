@@ -103,6 +103,10 @@ KUBECTL := $(CURDIR)/.cluster/bin/kubectl
 cluster-build: ## Build Kubernetes, etcd and KWOK from the Go module proxy into ~/.cache (reused when present)
 	cluster/build.sh
 
+.PHONY: cluster-binaries
+cluster-binaries: # what `cluster/cluster.sh up` builds first (deploy runs it beside the venv)
+	@cluster/build.sh kubernetes etcd
+
 cluster-up: venv ## Start the local cluster (idempotent; builds first if needed); CLUSTER_NODE_MODE=kwok|real
 	cluster/cluster.sh up
 
@@ -154,7 +158,10 @@ mesh-up: venv ## The real node, its images (apps, Istio) built and imported, Ist
 	ansible-playbook playbooks/istio.yml $(MESH_ARGS)
 
 # The real node by default, so that the apps really answer; CLUSTER_NODE_MODE=kwok simulates pods.
-deploy: venv ## Bring the local cluster up (real node, Istio) and deploy the apps and mesh policies; ends with an answer through the ingress gateway
+# The venv (pip: mostly waiting on the network) installs beside the Kubernetes build (CPU-bound):
+# on a fresh machine that hides pip's ~2 minutes.
+deploy: ## Bring the local cluster up (real node, Istio) and deploy the apps and mesh policies; ends with an answer through the ingress gateway
+	@$(MAKE) --no-print-directory -j2 venv cluster-binaries
 	CLUSTER_NODE_MODE=$${CLUSTER_NODE_MODE:-real} cluster/cluster.sh up
 	@if [ "$(NODE_MODE)" = real ]; then images/build.sh && ansible-playbook playbooks/istio.yml $(MESH_ARGS); fi
 	ansible-playbook playbooks/deploy.yml $(MESH_ARGS)
