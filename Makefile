@@ -88,7 +88,7 @@ test: venv ## Everything: lint, unit, apps, cluster, then on the real node with 
 	$(MAKE) test-unit
 	$(MAKE) test-apps
 	$(MAKE) test-cluster
-	CLUSTER_NODE_MODE=real cluster/with-cluster.sh $(MAKE) test-live
+	cluster/with-cluster.sh $(MAKE) test-live
 
 test-live: venv mesh-up ## On the real node with Istio: every Molecule scenario, then the collection, two clusters, end to end and Istio suites
 	molecule test --all

@@ -88,9 +88,10 @@ class Answer:
     headers: dict[str, str]
 
 
-def get(url: str, timeout: float = 10) -> Answer:
-    """One request on a new connection; errors become answers (status 0)."""
-    request = urllib.request.Request(url, headers={"Connection": "close"})  # noqa: S310 (our URL)
+def get(url: str, timeout: float = 10, host: str = "") -> Answer:
+    """One request on a new connection (Host `host` if given); errors become answers (status 0)."""
+    headers = {"Connection": "close"} | ({"Host": host} if host else {})
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 (our URL)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             return Answer(
@@ -391,6 +392,8 @@ def test_the_ingress_gateway_answers_on_its_nodeport(
     core: client.CoreV1Api, custom: client.CustomObjectsApi, namespace: str, workloads: dict
 ) -> None:
     group = ("networking.istio.io", "v1", namespace)
+    # A host of its own: a playground left running (make deploy) has the gateway's "*".
+    host = f"{namespace}.mesh-playground.local"
     custom.create_namespaced_custom_object(
         *group,
         "gateways",
@@ -401,7 +404,7 @@ def test_the_ingress_gateway_answers_on_its_nodeport(
             "spec": {
                 "selector": {"istio": "ingressgateway"},
                 "servers": [
-                    {"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}
+                    {"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": [host]}
                 ],
             },
         },
@@ -414,7 +417,7 @@ def test_the_ingress_gateway_answers_on_its_nodeport(
             "kind": "VirtualService",
             "metadata": {"name": "proxy-ingress"},
             "spec": {
-                "hosts": ["*"],
+                "hosts": [host],
                 "gateways": ["ingress"],
                 "http": [
                     {
@@ -436,9 +439,9 @@ def test_the_ingress_gateway_answers_on_its_nodeport(
     node_port = next(p.node_port for p in service.spec.ports if p.port == 80)
     url = f"http://127.0.0.1:{node_port}/"
     answer = wait_for(
-        lambda: (a := get(url)).status == 200 and ANSWER.match(a.body) and a,
+        lambda: (a := get(url, host=host)).status == 200 and ANSWER.match(a.body) and a,
         120,
-        f"an answer at {url}",
+        f"an answer at {url} (Host {host})",
     )
     assert answer.headers.get("server") == "istio-envoy"
 
