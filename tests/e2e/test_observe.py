@@ -180,18 +180,19 @@ def test_a_5s_fault_delay_is_a_long_span_on_the_proxys_outbound_hop(
         mesh_policies_fault_delay_percent=100,
         mesh_policies_fault_delay_duration="5s",
     )
-    wait_route(urls, lambda m: min(m["ms"]) >= 5000, "every answer delayed by 5 s")
+    wait_route(urls, lambda m: min(m["ms"]) >= 4950, "every answer delayed by 5 s")
     trace_id, _, answer = traced(urls)
-    assert answer["status"] == 200 and answer["ms"] >= 5000, answer
+    assert answer["status"] == 200 and answer["ms"] >= 4950, answer
     spans = trace(urls, trace_id, 5, "the delayed call, the webserver's span included")
     outbound = [
         s for s in spans if service(s) == f"proxy.{NAMESPACE}" and s.get("kind") == "CLIENT"
     ]
     webserver = [s["duration"] for s in spans if service(s) == f"webserver.{NAMESPACE}"]
     print("proxy outbound spans (µs):", [s["duration"] for s in outbound], "webserver:", webserver)
-    # 5,000 ms at Envoy's timer resolution (a run measured 4,999,522 µs for the 5 s delay):
+    # 5,000 ms as Envoy's timers keep it, which may fire a few ms early (libevent arms them from
+    # the event loop's cached time; runs measured 4,999,522 µs for the 5 s delay, 997 ms for 1 s):
     # the delay is in the proxy's outbound hop, and not in the webserver, which answered at once.
-    assert outbound and max(s["duration"] for s in outbound) >= 4_999_000, outbound
+    assert outbound and max(s["duration"] for s in outbound) >= 4_950_000, outbound
     assert webserver and max(webserver) < 1_000_000, webserver
 
 
