@@ -179,7 +179,7 @@ build_coredns() {
 	go mod edit -require="github.com/coredns/coredns@$COREDNS_VERSION"
 	GOFLAGS=-mod=mod go mod tidy 2>&1 | grep -v '^go: downloading' | tail -5 || true
 	mkdir -p "$home"
-	go_build "$home" "CoreDNS" -trimpath -ldflags "-s -w" .
+	go_build "$home" "CoreDNS" -ldflags "-s -w" .
 	write_build_info "$home" "$COREDNS_VERSION" $((SECONDS - started))
 	info "CoreDNS $COREDNS_VERSION built in $(fmt_duration $((SECONDS - started)))"
 }
