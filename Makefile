@@ -104,7 +104,7 @@ cluster-build: ## Build Kubernetes, etcd and KWOK from the Go module proxy into 
 	cluster/build.sh
 
 .PHONY: cluster-binaries
-cluster-binaries: # what `cluster/cluster.sh up` builds first (deploy runs it beside the venv)
+cluster-binaries: # what `cluster/cluster.sh up` builds first
 	@cluster/build.sh kubernetes etcd
 
 cluster-up: venv ## Start the local cluster (idempotent; builds first if needed); CLUSTER_NODE_MODE=kwok|real
@@ -152,16 +152,32 @@ MESH ?=
 NODE_MODE = $$(cat .cluster/run/node-mode)
 MESH_ARGS = $$([ "$(NODE_MODE)" = real ] || echo "-e playground_mesh=false") $(if $(MESH),-e playground_mesh=$(MESH))
 
-mesh-up: venv ## The real node, its images (apps, Istio) built and imported, Istio installed (what deploy and the live tests need)
+# What deploy and mesh-up build or fetch before the cluster starts, side by side: a Go build is
+# CPU-bound but leaves a core idle while it downloads modules and links, and pip and debootstrap
+# mostly wait on the network; one after another they took minutes more on 2 cores
+# (docs/benchmarks.md, "A cold make deploy"). Each step reuses its cache, so a warm run is seconds.
+.PHONY: prebuild node-binaries mesh-binaries
+PREBUILD_NODE_MODE = $(or $(CLUSTER_NODE_MODE),real)
+prebuild:
+	@$(MAKE) --no-print-directory -j3 --output-sync=line venv \
+		$(if $(filter real,$(PREBUILD_NODE_MODE)),node-binaries) cluster-binaries \
+		$(if $(filter real,$(PREBUILD_NODE_MODE)),mesh-binaries)
+
+node-binaries: # the real node's: its Debian packages and image bases (downloads), then CoreDNS
+	@images/base.sh >/dev/null && images/base.sh jre >/dev/null && cluster/build.sh coredns
+
+mesh-binaries: # Istio (without istioctl), Helm, Prometheus, Envoy, Zipkin
+	@cluster/istio-build.sh helm istio prometheus envoy zipkin
+
+mesh-up: ## The real node, its images (apps, Istio) built and imported, Istio installed (what deploy and the live tests need)
+	@$(MAKE) --no-print-directory prebuild CLUSTER_NODE_MODE=real
 	CLUSTER_NODE_MODE=real cluster/cluster.sh up
 	images/build.sh
 	ansible-playbook playbooks/istio.yml $(MESH_ARGS)
 
 # The real node by default, so that the apps really answer; CLUSTER_NODE_MODE=kwok simulates pods.
-# The venv (pip: mostly waiting on the network) installs beside the Kubernetes build (CPU-bound):
-# on a fresh machine that hides pip's ~2 minutes.
 deploy: ## Bring the local cluster up (real node, Istio) and deploy the apps and mesh policies; ends with an answer through the ingress gateway
-	@$(MAKE) --no-print-directory -j2 venv cluster-binaries
+	@$(MAKE) --no-print-directory prebuild
 	CLUSTER_NODE_MODE=$${CLUSTER_NODE_MODE:-real} cluster/cluster.sh up
 	@if [ "$(NODE_MODE)" = real ]; then images/build.sh && ansible-playbook playbooks/istio.yml $(MESH_ARGS); fi
 	ansible-playbook playbooks/deploy.yml $(MESH_ARGS)
@@ -216,8 +232,13 @@ istio-crds: venv ## Install Istio's CRDs (base chart of ISTIO_VERSION, cluster/v
 
 # ---------------------------------------------------------------- Istio from source (cluster/istio-build.sh, images/istio.sh, roles/istio_mesh)
 .PHONY: istio-build istio test-istio
-istio-build: ## Build Istio (istiod, pilot-agent, istioctl, CNI), Helm 3 and fetch Envoy into ~/.cache (reused when present; ~15 min cold)
+istio-build: ## Build Istio (istiod, pilot-agent, CNI), Helm 3, Prometheus and fetch Envoy, Zipkin into ~/.cache (reused when present; ~15 min cold)
 	cluster/istio-build.sh
+
+.PHONY: istioctl
+istioctl: ## Build istioctl of the same Istio into ~/.cache (no deploy needs it; the tests' istioctl analyze builds it too)
+	@cluster/istio-build.sh istioctl
+	@echo ">> $$(cluster/istio-build.sh path istio)/bin/istioctl"
 
 istio: mesh-up ## Install Istio on the local cluster's real node (images built and imported first): playbooks/istio.yml
 

@@ -2,7 +2,8 @@
 # Builds the local cluster's programs from the Go module proxy (versions: cluster/versions.env)
 # into ~/.cache/mesh-playground/<component>/<version>/bin and reuses them when present.
 #
-#   cluster/build.sh [kubernetes|etcd|kwok]...     (default: all three)
+#   cluster/build.sh [kubernetes|etcd|kwok|coredns]...  (default: the first three; coredns is
+#                                                     the real node's, cluster/node-real/)
 #
 # Each build leaves build-info.env next to its bin/: how long it took and how many packages had
 # to be compiled (a cold build compiles nearly all of them; with a warm ~/.cache/go-build only
@@ -150,6 +151,39 @@ EOF
 	info "etcd $ETCD_VERSION built in $(fmt_duration $((SECONDS - started)))"
 }
 
+# The plugins the real node's Corefile uses (cluster/node-real/supervise.sh), in CoreDNS's own
+# plugin.cfg order, plus log and health for debugging: a main of our own imports only these
+# (CoreDNS's documented way to choose plugins at compile time), half of the packages of the
+# stock build, which brings every cloud provider's SDK.
+COREDNS_PLUGINS=(bind health ready log errors template cache kubernetes)
+
+build_coredns() {
+	local home=$COREDNS_HOME src=$COREDNS_HOME/src started=$SECONDS plugin
+	if have_build "$home" coredns; then
+		info "CoreDNS $COREDNS_VERSION: reusing $home/bin"
+		return
+	fi
+	require_go
+	info "building CoreDNS $COREDNS_VERSION (plugins ${COREDNS_PLUGINS[*]}) into $home/bin (~2 min cold on 2 cores)"
+	rm -rf "$src" && mkdir -p "$src"
+	cd "$src"
+	printf 'module localbuild/coredns\n\ngo %s\n' "$GO_MIN_VERSION" >go.mod
+	{
+		printf '// Command coredns is upstream CoreDNS with the plugins of cluster/build.sh only.\npackage main\n\n'
+		printf 'import (\n\t"github.com/coredns/coredns/core/dnsserver"\n\t"github.com/coredns/coredns/coremain"\n\n'
+		for plugin in "${COREDNS_PLUGINS[@]}"; do printf '\t_ "github.com/coredns/coredns/plugin/%s"\n' "$plugin"; done
+		printf ')\n\nfunc init() {\n\tdnsserver.Directives = []string{\n'
+		for plugin in "${COREDNS_PLUGINS[@]}"; do printf '\t\t"%s",\n' "$plugin"; done
+		printf '\t}\n}\n\nfunc main() { coremain.Run() }\n'
+	} >main.go
+	go mod edit -require="github.com/coredns/coredns@$COREDNS_VERSION"
+	GOFLAGS=-mod=mod go mod tidy 2>&1 | grep -v '^go: downloading' | tail -5 || true
+	mkdir -p "$home"
+	go_build "$home" "CoreDNS" -ldflags "-s -w" .
+	write_build_info "$home" "$COREDNS_VERSION" $((SECONDS - started))
+	info "CoreDNS $COREDNS_VERSION built in $(fmt_duration $((SECONDS - started)))"
+}
+
 build_kwok() {
 	local home=$KWOK_HOME src started=$SECONDS kustomization resource dir
 	if have_build "$home" kwok && [ -s "$home/stages.yaml" ]; then
@@ -188,8 +222,8 @@ main() {
 	[ $# -gt 0 ] || set -- kubernetes etcd kwok
 	for what in "$@"; do
 		case $what in
-		kubernetes | etcd | kwok) ("build_$what") ;;
-		*) die "unknown component '$what' (expected: kubernetes, etcd, kwok)" ;;
+		kubernetes | etcd | kwok | coredns) ("build_$what") ;;
+		*) die "unknown component '$what' (expected: kubernetes, etcd, kwok, coredns)" ;;
 		esac
 	done
 }

@@ -2,14 +2,16 @@
 # Builds Istio from source, Helm and fetches upstream Envoy (versions: cluster/versions.env) into
 # ~/.cache/mesh-playground/<component>/<version>/ and reuses them when present.
 #
-#   cluster/istio-build.sh [istio|charts|helm|envoy|prometheus|zipkin]...
-#                                                          (default: all but charts)
+#   cluster/istio-build.sh [istio|istioctl|charts|helm|envoy|prometheus|zipkin]...
+#                                                  (default: all but istioctl and charts)
 #   cluster/istio-build.sh path istio|helm|envoy|prometheus|zipkin   prints the cached home (no build)
 #   cluster/istio-build.sh path chart-version|node-cni-dirs  the charts' version; the real node's
 #                                                            CNI bin and conf dirs (for the CNI chart)
 #
 #   istio  istio.io/istio@$ISTIO_VERSION (Go module proxy): bin/{pilot-discovery,pilot-agent,
-#          istioctl,install-cni,istio-cni}, and what `charts` does.
+#          install-cni,istio-cni}, and what `charts` does.
+#   istioctl  bin/istioctl of the same module, for the tests' `istioctl analyze` and for you
+#          (`make istioctl`): ~300 packages no deploy needs, so it is built only when asked.
 #   charts only the module's Helm charts (manifests/charts -> charts/, Chart.yaml versions set to
 #          ISTIO_CHART_VERSION as Istio's release tooling does) and envoy_bootstrap_tmpl.json
 #          (tools/packaging/common/envoy_bootstrap.json): copies, so the cache does not depend
@@ -35,9 +37,9 @@ ISTIO_CHART_VERSION=$ISTIO_MINOR.0-alpha.${ISTIO_VERSION##*-}
 # Istio's own build tags (Makefile.core.mk STANDARD_TAGS / AGENT_TAGS).
 ISTIO_STANDARD_TAGS=vtprotobuf,disable_pgv
 ISTIO_AGENT_TAGS=agent,disable_pgv,grpcnotrace,retrynotrace
-ISTIO_STANDARD_PKGS=(./pilot/cmd/pilot-discovery ./istioctl/cmd/istioctl)
+ISTIO_STANDARD_PKGS=(./pilot/cmd/pilot-discovery)
 ISTIO_AGENT_PKGS=(./pilot/cmd/pilot-agent ./cni/cmd/istio-cni ./cni/cmd/install-cni)
-ISTIO_COMMANDS=(pilot-discovery istioctl pilot-agent istio-cni install-cni)
+ISTIO_COMMANDS=(pilot-discovery pilot-agent istio-cni install-cni)
 # Measured on the 2-core machine with an empty Go build cache (docs/local-cluster.md).
 ISTIO_COLD_BUILD_NOTE="a cold build takes ~10-15 min on 2 cores (more beside other builds) and ~3 GB of Go build cache"
 
@@ -117,8 +119,16 @@ build_charts() {
 	info "Istio charts $ISTIO_CHART_VERSION in $ISTIO_HOME/charts"
 }
 
+# What Istio's report_build_info.sh would stamp; pilot compares proxy versions by it.
+istio_ldflags() {
+	local pkg=istio.io/istio/pkg/version
+	printf '%s' "-s -w -X $pkg.buildVersion=$ISTIO_CHART_VERSION -X $pkg.buildGitRevision=${ISTIO_VERSION##*-}" \
+		" -X $pkg.buildStatus=Clean -X $pkg.buildTag=$ISTIO_VERSION -X $pkg.buildHub=localhost/mesh-playground/istio" \
+		" -X $pkg.buildOS=linux -X $pkg.buildArch=amd64"
+}
+
 build_istio() {
-	local started=$SECONDS src rev ldflags pkg
+	local started=$SECONDS src ldflags pkg
 	if have_istio; then
 		info "Istio $ISTIO_VERSION: reusing $ISTIO_HOME"
 		return
@@ -128,16 +138,10 @@ build_istio() {
 	info "  $ISTIO_COLD_BUILD_NOTE; with a warm Go cache it is a minute of linking"
 	info "downloading istio.io/istio@$ISTIO_VERSION (~870 MB unpacked, first run only)"
 	src=$(module_dir "istio.io/istio@$ISTIO_VERSION")
-	rev=${ISTIO_VERSION##*-}
-	# What Istio's report_build_info.sh would stamp; pilot compares proxy versions by it.
-	ldflags="-s -w"
-	ldflags+=" -X istio.io/istio/pkg/version.buildVersion=$ISTIO_CHART_VERSION"
-	ldflags+=" -X istio.io/istio/pkg/version.buildGitRevision=$rev"
-	ldflags+=" -X istio.io/istio/pkg/version.buildStatus=Clean"
-	ldflags+=" -X istio.io/istio/pkg/version.buildTag=$ISTIO_VERSION"
-	ldflags+=" -X istio.io/istio/pkg/version.buildHub=localhost/mesh-playground/istio"
-	ldflags+=" -X istio.io/istio/pkg/version.buildOS=linux -X istio.io/istio/pkg/version.buildArch=amd64"
+	ldflags=$(istio_ldflags)
 	rm -rf "$ISTIO_HOME/bin.new" && mkdir -p "$ISTIO_HOME/bin.new"
+	# An istioctl built before (make istioctl) stays: same module, same flags.
+	if [ -x "$ISTIO_HOME/bin/istioctl" ]; then cp "$ISTIO_HOME/bin/istioctl" "$ISTIO_HOME/bin.new/"; fi
 	# Inside the module: its own go.mod/go.sum pin every dependency (no replace directives).
 	cd "$src"
 	export CGO_ENABLED=0 GOFLAGS=-mod=readonly
@@ -151,7 +155,23 @@ build_istio() {
 	build_charts
 	write_build_info "$ISTIO_HOME" "$ISTIO_VERSION" $((SECONDS - started))
 	for pkg in "${ISTIO_COMMANDS[@]}"; do [ -x "$ISTIO_HOME/bin/$pkg" ] || die "Istio build produced no $pkg"; done
-	info "Istio $ISTIO_VERSION built in $(fmt_duration $((SECONDS - started))): $("$ISTIO_HOME/bin/istioctl" version --remote=false --short 2>/dev/null || true)"
+	info "Istio $ISTIO_VERSION built in $(fmt_duration $((SECONDS - started))), version $ISTIO_CHART_VERSION"
+}
+
+build_istioctl() {
+	local started=$SECONDS src
+	if [ -x "$ISTIO_HOME/bin/istioctl" ]; then
+		info "istioctl $ISTIO_VERSION: reusing $ISTIO_HOME/bin/istioctl"
+		return
+	fi
+	require_go
+	info "building istioctl $ISTIO_VERSION into $ISTIO_HOME/bin (a minute or two beside a built Istio, more when cold)"
+	src=$(module_dir "istio.io/istio@$ISTIO_VERSION")
+	mkdir -p "$ISTIO_HOME/bin"
+	(cd "$src" && CGO_ENABLED=0 GOFLAGS=-mod=readonly with_progress "istioctl" go build -v -trimpath \
+		-tags="$ISTIO_STANDARD_TAGS" -ldflags "$(istio_ldflags)" -o "$ISTIO_HOME/bin/istioctl.new" ./istioctl/cmd/istioctl)
+	mv "$ISTIO_HOME/bin/istioctl.new" "$ISTIO_HOME/bin/istioctl"
+	info "istioctl built in $(fmt_duration $((SECONDS - started))): $("$ISTIO_HOME/bin/istioctl" version --remote=false --short 2>/dev/null || true)"
 }
 
 # One command of a Go module, built inside the module (its own go.mod pins every dependency;
@@ -241,7 +261,7 @@ build_zipkin() {
 }
 
 main() {
-	local what
+	local what lock
 	if [ "${1:-}" = path ]; then
 		case ${2:-} in
 		istio) echo "$ISTIO_HOME" ;;
@@ -263,14 +283,17 @@ main() {
 	[ $# -gt 0 ] || set -- envoy helm istio prometheus zipkin
 	for what in "$@"; do
 		case $what in
-		istio | charts | helm | envoy | prometheus | zipkin) ;;
-		*) die "unknown component '$what' (expected: istio, charts, helm, envoy, prometheus, zipkin)" ;;
+		istio | istioctl | charts | helm | envoy | prometheus | zipkin) ;;
+		*) die "unknown component '$what' (expected: istio, istioctl, charts, helm, envoy, prometheus, zipkin)" ;;
 		esac
 		if [ "$what" = charts ] && have_charts; then continue; fi
 		# One build of a component at a time (make deploy's image step, make istio-build and
-		# cluster up's CRDs share the cache); istio also writes the charts, so they share a lock.
+		# cluster up's CRDs share the cache); istio also writes the charts and istioctl's bin/,
+		# so the three share a lock.
+		lock=$what
+		case $what in charts | istioctl) lock=istio ;; esac
 		(
-			exec 8>"$CACHE_DIR/.build-${what/charts/istio}.lock"
+			exec 8>"$CACHE_DIR/.build-$lock.lock"
 			if ! flock --nonblock 8; then
 				info "waiting for another cluster/istio-build.sh building $what to finish"
 				flock 8

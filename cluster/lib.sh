@@ -30,6 +30,7 @@ CACHE_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/mesh-playground
 K8S_HOME=$CACHE_DIR/k8s/$KUBERNETES_VERSION
 ETCD_HOME=$CACHE_DIR/etcd/$ETCD_VERSION
 KWOK_HOME=$CACHE_DIR/kwok/$KWOK_VERSION
+COREDNS_HOME=$CACHE_DIR/coredns/$COREDNS_VERSION
 
 # ---------------------------------------------------------------- the cluster instance
 # A checkout runs its default cluster and, beside it, named ones (CLUSTER_NAME=second, or

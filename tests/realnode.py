@@ -2,6 +2,7 @@
 tests/mesh): the API client, refused unless the cluster runs in real node mode, and namespaces
 deleted until they are gone."""
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,3 +44,37 @@ def delete_namespace(core: client.CoreV1Api, name: str, timeout: float = 180) ->
         if error.status != 404:
             raise
     wait_for(lambda: namespace_gone(core, name), timeout, f"namespace {name} deleted")
+
+
+def istioctl_analyze(namespace: str) -> str:
+    """`istioctl analyze` of `namespace` on the local cluster (istioctl built first when missing:
+    no deploy needs it); fails the test on an analyzer error, returns what it printed."""
+    build = REPO / "cluster" / "istio-build.sh"
+    built = subprocess.run(
+        [build, "istioctl"], capture_output=True, text=True, timeout=1800, check=False
+    )
+    assert built.returncode == 0, f"cluster/istio-build.sh istioctl failed:\n{built.stderr[-4000:]}"
+    home = subprocess.run(
+        [build, "path", "istio"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    result = subprocess.run(
+        [
+            f"{home}/bin/istioctl",
+            "analyze",
+            "--kubeconfig",
+            str(KUBECONFIG),
+            "--context",
+            CONTEXT,
+            "-n",
+            namespace,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0 and "Error [" not in output, (
+        f"istioctl analyze reported errors:\n{output}"
+    )
+    return output

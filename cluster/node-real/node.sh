@@ -16,29 +16,10 @@ NODE_COMPONENTS=(real-node)
 # Debian packages the node and its image builds need (installed on first use when missing).
 NODE_DEBIAN_PACKAGES=(containerd runc containernetworking-plugins iptables conntrack buildah debootstrap gcc libc6-dev curl)
 
-node_build_coredns() {
-	if [ -x "$COREDNS_HOME/bin/coredns" ]; then
-		info "CoreDNS $COREDNS_VERSION: reusing $COREDNS_HOME/bin"
-		return
-	fi
-	require_go
-	local started=$SECONDS
-	info "building CoreDNS $COREDNS_VERSION from its Go module into $COREDNS_HOME/bin (3-5 min cold on 2 cores)"
-	mkdir -p "$COREDNS_HOME"
-	rm -rf "$COREDNS_HOME/bin.new"
-	(cd "$COREDNS_HOME" && GOBIN=$COREDNS_HOME/bin.new GOFLAGS=-mod=mod \
-		go install -ldflags='-s -w' "github.com/coredns/coredns@$COREDNS_VERSION") ||
-		die "building CoreDNS failed (see the go output above)"
-	mv "$COREDNS_HOME/bin.new" "$COREDNS_HOME/bin"
-	printf 'VERSION=%s\nBUILD_SECONDS=%s\nGO_VERSION=%s\nBUILT_AT=%s\n' "$COREDNS_VERSION" \
-		$((SECONDS - started)) "$(go env GOVERSION)" "$(date -u +%FT%TZ)" >"$COREDNS_HOME/build-info.env"
-	info "CoreDNS built in $((SECONDS - started))s"
-}
-
 node_build() {
 	[ "$(id -u)" = 0 ] || die "CLUSTER_NODE_MODE=real needs root (containerd, network namespaces, iptables); or use CLUSTER_NODE_MODE=kwok"
 	"$CLUSTER_DIR/node-real/install-packages.sh" "${NODE_DEBIAN_PACKAGES[@]}"
-	node_build_coredns
+	"$CLUSTER_DIR/build.sh" coredns
 	"$REPO_ROOT/images/pause.sh" >/dev/null
 }
 

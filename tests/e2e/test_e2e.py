@@ -7,10 +7,10 @@ import re
 import subprocess
 import uuid
 
-from e2e_live import CONTEXT, KUBECONFIG, NAMESPACE, PLAYBOOK_ARGS, REPO, Load, get, run
+from e2e_live import NAMESPACE, PLAYBOOK_ARGS, REPO, Load, get, run
 from kubernetes import client
 from polling import wait_for
-from realnode import namespace_gone
+from realnode import istioctl_analyze, namespace_gone
 from rollout import rolled_out
 
 
@@ -74,21 +74,8 @@ def test_every_app_pod_has_a_ready_sidecar_under_restricted(core: client.CoreV1A
 
 
 def test_istioctl_analyze_reports_nothing_on_the_app_namespace(proxy_url: str) -> None:
-    istio_home = run("cluster/istio-build.sh", "path", "istio").stdout.strip()
-    result = run(
-        f"{istio_home}/bin/istioctl",
-        "analyze",
-        "--kubeconfig",
-        str(KUBECONFIG),
-        "--context",
-        CONTEXT,
-        "-n",
-        NAMESPACE,
-        timeout=120,
-    )
-    assert result.returncode == 0
-    output = result.stdout + result.stderr
-    assert "Error [" not in output and "Warning [" not in output, output
+    output = istioctl_analyze(NAMESPACE)
+    assert "Warning [" not in output, output
     assert "No validation issues found" in output, output
 
 

@@ -26,7 +26,15 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from polling import wait_for
-from realnode import CONTEXT, KUBECONFIG, REPO, STATE_DIR, delete_namespace, real_node_api
+from realnode import (
+    CONTEXT,
+    KUBECONFIG,
+    REPO,
+    STATE_DIR,
+    delete_namespace,
+    istioctl_analyze,
+    real_node_api,
+)
 from rollout import rolled_out
 from workloads import workload_overrides
 
@@ -447,17 +455,4 @@ def test_the_ingress_gateway_answers_on_its_nodeport(
 
 
 def test_istioctl_analyze_finds_no_errors(namespace: str, workloads: dict) -> None:
-    istioctl = build_path("istio") / "bin" / "istioctl"
-    result = run(
-        istioctl,
-        "analyze",
-        "--kubeconfig",
-        KUBECONFIG,
-        "--context",
-        CONTEXT,
-        "-n",
-        namespace,
-        timeout=120,
-    )
-    assert result.returncode == 0, "istioctl analyze reported errors"
-    assert "Error [" not in result.stdout + result.stderr
+    istioctl_analyze(namespace)
