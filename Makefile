@@ -159,12 +159,13 @@ MESH_ARGS = $$([ "$(NODE_MODE)" = real ] || echo "-e playground_mesh=false") $(i
 .PHONY: prebuild node-binaries mesh-binaries
 PREBUILD_NODE_MODE = $(or $(CLUSTER_NODE_MODE),real)
 prebuild:
-	@$(MAKE) --no-print-directory -j3 --output-sync=line venv \
+	@$(MAKE) --no-print-directory -s -j3 --output-sync=line venv \
 		$(if $(filter real,$(PREBUILD_NODE_MODE)),node-binaries) cluster-binaries \
 		$(if $(filter real,$(PREBUILD_NODE_MODE)),mesh-binaries)
 
-node-binaries: # the real node's: its Debian packages and image bases (downloads), then CoreDNS
-	@images/base.sh >/dev/null && images/base.sh jre >/dev/null && cluster/build.sh coredns
+node-binaries: # the real node's: Debian packages, image bases and app images (mostly downloads), CoreDNS
+	@images/base.sh >/dev/null && images/base.sh jre >/dev/null && images/pause.sh >/dev/null && \
+		images/apps.sh >/dev/null && cluster/build.sh coredns
 
 mesh-binaries: # Istio (without istioctl), Helm, Prometheus, Envoy, Zipkin
 	@cluster/istio-build.sh helm istio prometheus envoy zipkin

@@ -3,7 +3,8 @@
 # APP=<app>, build context apps/) on the local base image. The tag is a content hash of the app,
 # the shared code, the Containerfile and the base, so an image is rebuilt only when one of them
 # changes.
-# Usage: apps.sh APP...   Prints one image reference per app.
+# Usage: apps.sh [APP...]   (default: every app of APPS, images/lib.sh) Prints one image
+# reference per app.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require_root
@@ -15,7 +16,7 @@ app_dirs() {
 		printf '%s ' "${dir##*/}"
 	done
 }
-[[ $# -gt 0 ]] || die "usage: apps.sh APP... (apps: $(app_dirs))"
+[[ $# -gt 0 ]] || set -- "${APPS[@]}"
 
 # The app's pinned requirements as wheels, downloaded on the host (its pip configuration, proxy
 # and CA apply) into a cache keyed by the requirements file. Prints the directory.

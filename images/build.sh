@@ -13,7 +13,6 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require_root
-APPS=(webserver proxy view)
 SOCKET=/run/mesh-playground/containerd/containerd.sock
 VARS_FILE=$REPO_ROOT/.cluster/images.yml
 

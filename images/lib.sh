@@ -7,6 +7,8 @@
 
 IMAGE_CACHE=$CACHE_DIR/images
 IMAGE_PREFIX=localhost/mesh-playground
+# The apps with an image of their own (apps/<app>/), in the order images/build.sh lists them.
+APPS=(webserver proxy view)
 DEBIAN_SUITE=bookworm
 # The mirror apt already uses on this machine (deb.debian.org when none is configured).
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-$(sed -n 's/^URIs: *\(http[^ ]*\/debian\)$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)}
