@@ -156,10 +156,11 @@ MESH_ARGS = $$([ "$(NODE_MODE)" = real ] || echo "-e playground_mesh=false") $(i
 # CPU-bound but leaves a core idle while it downloads modules and links, and pip and debootstrap
 # mostly wait on the network; one after another they took minutes more on 2 cores
 # (docs/benchmarks.md, "A cold make deploy"). Each step reuses its cache, so a warm run is seconds.
+# No --output-sync: it would hold each build's progress lines until that build ends.
 .PHONY: prebuild node-binaries mesh-binaries
 PREBUILD_NODE_MODE = $(or $(CLUSTER_NODE_MODE),real)
 prebuild:
-	@$(MAKE) --no-print-directory -s -j3 --output-sync=line venv \
+	@$(MAKE) --no-print-directory -s -j3 venv \
 		$(if $(filter real,$(PREBUILD_NODE_MODE)),node-binaries) cluster-binaries \
 		$(if $(filter real,$(PREBUILD_NODE_MODE)),mesh-binaries)
 
