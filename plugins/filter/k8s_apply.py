@@ -126,6 +126,65 @@ def stored_versions(objects):
     return versions
 
 
+def _installer(obj):
+    """Who installed an object, from the labels the common installers put on what they make."""
+    labels = obj["metadata"].get("labels") or {}
+    if any(key.startswith(("operator.istio.io/", "install.operator.istio.io/")) for key in labels):
+        return "istioctl"
+    return labels.get("app.kubernetes.io/managed-by") or "unknown"
+
+
+def istio_not_ours(namespaces, releases, deployments, crds, namespace):
+    """What of an Istio found in the cluster this project did not install, one sentence each
+    (empty: nothing): each of `namespaces` (Namespace objects, those that exist) not labelled
+    ours, with the Helm releases (release Secrets) and Deployments it holds; and Istio's `crds`
+    held by a Helm release of another namespace than `namespace` (CRDs without Helm's
+    annotations were applied by hand and may be adopted)."""
+    problems = []
+    for found in namespaces:
+        if ours(found):
+            continue
+        name = found["metadata"]["name"]
+        held = sorted(
+            {
+                s["metadata"]["labels"].get("name", "?")
+                for s in releases
+                if s["metadata"]["namespace"] == name
+            }
+        )
+        workloads = sorted(
+            f"{d['metadata']['name']} (by {_installer(d)})"
+            for d in deployments
+            if d["metadata"]["namespace"] == name
+        )
+        holds = "; ".join(
+            part
+            for part in (
+                f"Helm releases {', '.join(held)}" if held else "",
+                f"Deployments {', '.join(workloads)}" if workloads else "",
+            )
+            if part
+        )
+        problems.append(
+            f"namespace {name} exists and mesh-playground did not create it (no label "
+            f"{PART_OF}={OURS[PART_OF]}), holding {holds or 'no Helm release or Deployment'}"
+        )
+    owners = {}
+    for crd in crds:
+        annotations = crd["metadata"].get("annotations") or {}
+        owner_namespace = annotations.get("meta.helm.sh/release-namespace")
+        if owner_namespace and owner_namespace != namespace:
+            owner = (annotations.get("meta.helm.sh/release-name", "?"), owner_namespace)
+            owners.setdefault(owner, []).append(crd["metadata"]["name"])
+    for (release, owner_namespace), names in sorted(owners.items()):
+        problems.append(
+            f"{len(names)} of Istio's CRDs ({', '.join(sorted(names)[:3])}"
+            f"{', ...' if len(names) > 3 else ''}) belong to Helm release {release} of "
+            f"namespace {owner_namespace}"
+        )
+    return problems
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -133,6 +192,7 @@ class FilterModule:
             "applied_objects": applied_objects,
             "applied_pruned": applied_pruned,
             "applied_stale": applied_stale,
+            "istio_not_ours": istio_not_ours,
             "ours": ours,
             "ours_labels": ours_labels,
             "stored_versions": stored_versions,

@@ -14,6 +14,7 @@ from k8s_apply import (
     applied_pruned,
     applied_record,
     applied_stale,
+    istio_not_ours,
     ours,
     ours_labels,
     stored_versions,
@@ -553,6 +554,60 @@ def test_ours_labels_add_ours_to_given_labels():
     assert ours_labels(selector) == {"app": "proxy", **OURS}
     assert selector == {"app": "proxy"}  # the input is left as it was
     assert ours_labels() == OURS and ours({"metadata": {"labels": ours_labels()}})
+
+
+def _meta(name, namespace=None, labels=None, annotations=None):
+    meta = {"name": name, "labels": labels or {}, "annotations": annotations or {}}
+    return {"metadata": dict(meta, **({"namespace": namespace} if namespace else {}))}
+
+
+def test_istio_not_ours_names_a_foreign_istios_namespaces_releases_and_crds():
+    ours_ns = _meta("istio-system", labels=OURS)
+    theirs = _meta("istio-system", labels={"kubernetes.io/metadata.name": "istio-system"})
+    releases = [
+        _meta(f"sh.helm.release.v1.{r}.v1", "istio-system", {"owner": "helm", "name": r})
+        for r in ("istiod", "istio-base", "istiod")
+    ]
+    deployments = [
+        _meta("istiod", "istio-system", {"app.kubernetes.io/managed-by": "Helm"}),
+        _meta("istio-ingressgateway", "istio-system", {"operator.istio.io/component": "x"}),
+        _meta("elsewhere", "other"),
+    ]
+    helm = {"meta.helm.sh/release-name": "istio-base"}
+    crds = [
+        _meta(
+            f"{kind}.networking.istio.io",
+            annotations=dict(helm, **{"meta.helm.sh/release-namespace": ns}),
+        )
+        for kind, ns in (
+            ("gateways", "theirs"),
+            ("sidecars", "theirs"),
+            ("a", "theirs"),
+            ("b", "theirs"),
+        )
+    ] + [
+        _meta("by-hand.istio.io"),
+        _meta(
+            "ours.istio.io",
+            annotations=dict(helm, **{"meta.helm.sh/release-namespace": "istio-system"}),
+        ),
+    ]
+
+    assert istio_not_ours([ours_ns], releases, deployments, crds[4:], "istio-system") == []
+    assert istio_not_ours([], [], [], [], "istio-system") == []
+    problems = istio_not_ours([theirs], releases, deployments, crds, "istio-system")
+    assert problems == [
+        "namespace istio-system exists and mesh-playground did not create it (no label "
+        f"{PART_OF}=mesh-playground), holding Helm releases istio-base, istiod; Deployments "
+        "istio-ingressgateway (by istioctl), istiod (by Helm)",
+        "4 of Istio's CRDs (a.networking.istio.io, b.networking.istio.io, "
+        "gateways.networking.istio.io, ...) belong to Helm release istio-base of namespace theirs",
+    ]
+    empty = istio_not_ours([_meta("istio-ingress")], [], deployments, [], "istio-system")
+    assert empty == [
+        "namespace istio-ingress exists and mesh-playground did not create it (no label "
+        f"{PART_OF}=mesh-playground), holding no Helm release or Deployment"
+    ]
 
 
 def test_applied_diffs_never_show_a_secrets_data():
