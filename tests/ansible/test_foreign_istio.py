@@ -17,6 +17,9 @@ from polling import wait_for
 pytestmark = pytest.mark.realnode
 
 HELM_LABELS = {"app.kubernetes.io/managed-by": "Helm"}
+# Written into every namespace, on their own time, by the controller manager and a running
+# istiod (the local cluster's own): not what a playbook did.
+CONTROLLER_CONFIGMAPS = {"kube-root-ca.crt", "istio-ca-root-cert", "istio-ca-crl"}
 
 
 def foreign_istio(api: client.ApiClient, control: str, ingress: str) -> None:
@@ -54,8 +57,8 @@ def foreign_istio(api: client.ApiClient, control: str, ingress: str) -> None:
 
 
 def versions(api: client.ApiClient, namespaces: list[str]) -> dict[str, str]:
-    """resourceVersion of each namespace, of every Secret, ConfigMap and Deployment in them,
-    and of every Istio CRD of the cluster."""
+    """resourceVersion of each namespace, of every Secret, ConfigMap (but the controllers') and
+    Deployment in them, and of every Istio CRD of the cluster."""
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
     found = {}
     for name in namespaces:
@@ -66,6 +69,8 @@ def versions(api: client.ApiClient, namespaces: list[str]) -> dict[str, str]:
             ("Deployment", apps.list_namespaced_deployment(name).items),
         ):
             for item in items:
+                if kind == "ConfigMap" and item.metadata.name in CONTROLLER_CONFIGMAPS:
+                    continue
                 found[f"{kind}/{name}/{item.metadata.name}"] = item.metadata.resource_version
     crds = client.ApiextensionsV1Api(api).list_custom_resource_definition(
         label_selector="app.kubernetes.io/part-of=istio"
@@ -79,6 +84,13 @@ def versions(api: client.ApiClient, namespaces: list[str]) -> dict[str, str]:
 def foreign(local_api: client.ApiClient):
     control, ingress = unique_namespace("handmade-istio"), unique_namespace("handmade-ingress")
     foreign_istio(local_api, control, ingress)
+    apps = client.AppsV1Api(local_api)
+
+    def settled() -> bool:  # the Deployment controller's status update, before any snapshot
+        deployment = apps.read_namespaced_deployment("istiod", control)
+        return (deployment.status.observed_generation or 0) >= deployment.metadata.generation
+
+    wait_for(settled, 60, "the stand-in istiod Deployment observed by its controller")
     yield control, ingress
     core = client.CoreV1Api(local_api)
     for name in (control, ingress):
