@@ -82,13 +82,6 @@ def run(*cmd: str | Path, timeout: float = 900) -> subprocess.CompletedProcess[s
     return result
 
 
-def build_path(what: str) -> Path:
-    """A cache path cluster/istio-build.sh knows (binaries, charts, Helm by version)."""
-    result = run(REPO / "cluster" / "istio-build.sh", "path", what)
-    assert result.returncode == 0
-    return Path(result.stdout.strip())
-
-
 @dataclass
 class Answer:
     status: int
