@@ -119,6 +119,19 @@ build_kubernetes() {
 	info "Kubernetes $KUBERNETES_VERSION built in $(fmt_duration $((SECONDS - started)))"
 }
 
+# A main of our own (main.go, written by the caller in the current directory) built against the
+# published requirements of module@version into HOME/bin/BINARY.
+build_main() { # home binary module@version ldflags started
+	local home=$1 binary=$2 module=$3 ldflags=$4 started=$5
+	printf 'module localbuild/%s\n\ngo %s\n' "$binary" "$GO_MIN_VERSION" >go.mod
+	go mod edit -require="$module"
+	GOFLAGS=-mod=mod go mod tidy 2>&1 | grep -v '^go: downloading' | tail -5 || true
+	mkdir -p "$home"
+	go_build "$home" "$binary" -ldflags "$ldflags" .
+	write_build_info "$home" "${module#*@}" $((SECONDS - started))
+	info "$binary ${module#*@} built in $(fmt_duration $((SECONDS - started)))"
+}
+
 build_etcd() {
 	local home=$ETCD_HOME src=$ETCD_HOME/src started=$SECONDS
 	if have_build "$home" etcd; then
@@ -130,7 +143,6 @@ build_etcd() {
 	rm -rf "$src" && mkdir -p "$src"
 	cd "$src"
 	# `go install go.etcd.io/etcd/server/v3` is refused (replace directives), so: a tiny main.
-	printf 'module localbuild/etcd\n\ngo %s\n' "$GO_MIN_VERSION" >go.mod
 	cat >main.go <<'EOF'
 // Command etcd is the upstream etcd server, built from its published module.
 package main
@@ -143,12 +155,8 @@ import (
 
 func main() { etcdmain.Main(os.Args) }
 EOF
-	go mod edit -require="go.etcd.io/etcd/server/v3@$ETCD_VERSION"
-	GOFLAGS=-mod=mod go mod tidy 2>&1 | grep -v '^go: downloading' | tail -5 || true
-	mkdir -p "$home"
-	go_build "$home" "etcd" -ldflags "-X go.etcd.io/etcd/api/v3/version.GitSHA=module-$ETCD_VERSION" .
-	write_build_info "$home" "$ETCD_VERSION" $((SECONDS - started))
-	info "etcd $ETCD_VERSION built in $(fmt_duration $((SECONDS - started)))"
+	build_main "$home" etcd "go.etcd.io/etcd/server/v3@$ETCD_VERSION" \
+		"-X go.etcd.io/etcd/api/v3/version.GitSHA=module-$ETCD_VERSION" "$started"
 }
 
 # The plugins the real node's Corefile uses (cluster/node-real/supervise.sh), in CoreDNS's own
@@ -167,7 +175,6 @@ build_coredns() {
 	info "building CoreDNS $COREDNS_VERSION (plugins ${COREDNS_PLUGINS[*]}) into $home/bin (~2 min cold on 2 cores)"
 	rm -rf "$src" && mkdir -p "$src"
 	cd "$src"
-	printf 'module localbuild/coredns\n\ngo %s\n' "$GO_MIN_VERSION" >go.mod
 	{
 		printf '// Command coredns is upstream CoreDNS with the plugins of cluster/build.sh only.\npackage main\n\n'
 		printf 'import (\n\t"github.com/coredns/coredns/core/dnsserver"\n\t"github.com/coredns/coredns/coremain"\n\n'
@@ -176,12 +183,7 @@ build_coredns() {
 		for plugin in "${COREDNS_PLUGINS[@]}"; do printf '\t\t"%s",\n' "$plugin"; done
 		printf '\t}\n}\n\nfunc main() { coremain.Run() }\n'
 	} >main.go
-	go mod edit -require="github.com/coredns/coredns@$COREDNS_VERSION"
-	GOFLAGS=-mod=mod go mod tidy 2>&1 | grep -v '^go: downloading' | tail -5 || true
-	mkdir -p "$home"
-	go_build "$home" "CoreDNS" -ldflags "-s -w" .
-	write_build_info "$home" "$COREDNS_VERSION" $((SECONDS - started))
-	info "CoreDNS $COREDNS_VERSION built in $(fmt_duration $((SECONDS - started)))"
+	build_main "$home" coredns "github.com/coredns/coredns@$COREDNS_VERSION" "-s -w" "$started"
 }
 
 build_kwok() {
