@@ -18,7 +18,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -108,15 +108,23 @@ def traced(urls: dict[str, str], path: str = "/") -> tuple[str, str, dict]:
     return trace_id, span_id, one(urls["gateway"] + path, headers, 30)
 
 
-def trace(urls: dict[str, str], trace_id: str, at_least: int, what: str) -> list[dict]:
-    """The trace's spans once Zipkin holds `at_least` (Envoy reports them within seconds)."""
+def trace(
+    urls: dict[str, str],
+    trace_id: str,
+    at_least: int,
+    what: str,
+    complete: Callable[[list[dict]], bool] = lambda spans: True,
+) -> list[dict]:
+    """The trace's spans once Zipkin holds `at_least` and they are `complete` (each sidecar
+    reports its own spans, in batches, within seconds: a count alone may be reached before the
+    last hop's arrive)."""
 
     def spans() -> list[dict] | None:
         try:
             found = get_json(f"{urls['zipkin']}/api/v2/trace/{trace_id}")
         except OSError:  # 404 until the first span arrives
             return None
-        return found if len(found) >= at_least else None
+        return found if len(found) >= at_least and complete(found) else None
 
     return wait_for(spans, 60, f"{at_least} spans of trace {trace_id} in Zipkin ({what})")
 
@@ -125,10 +133,29 @@ def service(span: dict) -> str:
     return span.get("localEndpoint", {}).get("serviceName", "")
 
 
+def hops(*wanted: tuple[str, str | None]) -> Callable[[list[dict]], bool]:
+    """Whether spans hold one of each (service name prefix, kind or None for any kind)."""
+    return lambda found: all(
+        any(service(s).startswith(name) and kind in (None, s.get("kind")) for s in found)
+        for name, kind in wanted
+    )
+
+
 def test_a_call_is_one_trace_across_gateway_proxy_and_webserver(urls: dict[str, str]) -> None:
     trace_id, our_span, answer = traced(urls)
     assert answer["status"] == 200 and answer.get("version"), answer
-    spans = trace(urls, trace_id, 4, "gateway, proxy inbound and outbound, webserver inbound")
+    spans = trace(
+        urls,
+        trace_id,
+        4,
+        "gateway, proxy inbound and outbound, webserver inbound",
+        hops(
+            ("istio-ingressgateway.", None),
+            (f"proxy.{NAMESPACE}", "SERVER"),
+            (f"proxy.{NAMESPACE}", "CLIENT"),
+            (f"webserver.{NAMESPACE}", None),
+        ),
+    )
     services = [service(s) for s in spans]
     print("spans:", [(service(s), s.get("kind"), s.get("name")) for s in spans])
     assert any(s.startswith("istio-ingressgateway.") for s in services), services
@@ -183,7 +210,13 @@ def test_a_5s_fault_delay_is_a_long_span_on_the_proxys_outbound_hop(
     wait_route(urls, lambda m: min(m["ms"]) >= 4950, "every answer delayed by 5 s")
     trace_id, _, answer = traced(urls)
     assert answer["status"] == 200 and answer["ms"] >= 4950, answer
-    spans = trace(urls, trace_id, 5, "the delayed call, the webserver's span included")
+    spans = trace(
+        urls,
+        trace_id,
+        5,
+        "the delayed call, the webserver's span included",
+        hops((f"proxy.{NAMESPACE}", "CLIENT"), (f"webserver.{NAMESPACE}", None)),
+    )
     outbound = [
         s for s in spans if service(s) == f"proxy.{NAMESPACE}" and s.get("kind") == "CLIENT"
     ]
