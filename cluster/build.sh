@@ -163,7 +163,7 @@ EOF
 # plugin.cfg order, plus log and health for debugging: a main of our own imports only these
 # (CoreDNS's documented way to choose plugins at compile time), half of the packages of the
 # stock build, which brings every cloud provider's SDK.
-COREDNS_PLUGINS=(bind health ready log errors template cache kubernetes)
+COREDNS_PLUGINS=(bind ready health errors log cache template kubernetes)
 
 build_coredns() {
 	local home=$COREDNS_HOME src=$COREDNS_HOME/src started=$SECONDS plugin
