@@ -27,8 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "apps"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import paths  # first: the test helpers below are found through it
+
+sys.path.insert(0, str(paths.REPO / "tests" / "apps"))
 
 import seed_node
 from apps_live import DEADLINE, POLL, Gunicorn, free_port, raw_request
@@ -146,7 +147,7 @@ def upstream_call_costs(web_port):
     """[(client layer, CPU us per call)] of one GET / of our webserver, a new connection each
     (the proxy's default), measured in this process with time.process_time (user + system)."""
     os.environ["PROXYURL"] = f"http://127.0.0.1:{web_port}"
-    apps = Path(__file__).resolve().parents[1] / "apps"
+    apps = paths.REPO / "apps"
     sys.path[:0] = [str(apps / "proxy"), str(apps / "common")]
     import upstream
     import urllib3

@@ -22,8 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "cluster"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import paths  # first: the test helpers below are found through it
+
+sys.path.insert(0, str(paths.REPO / "tests" / "cluster"))
 
 from caches import cache_root
 from cluster_live import CLUSTER_SH, REPO, marked_processes, versions

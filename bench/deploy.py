@@ -27,15 +27,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import paths  # first: the test helpers below are found through it
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "filter"))
-
 from polling import wait_for
 from workloads import rollout_state
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = paths.REPO
 KUBECONFIG = REPO / ".cluster" / "kubeconfig"
 KUBECTL = REPO / ".cluster" / "bin" / "kubectl"
 CONTEXT = "mesh-playground"

@@ -20,13 +20,11 @@ import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
+import paths  # first: the test helpers below are found through it
 from caches import cache_root
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = paths.REPO
 CLUSTER_SH = REPO / "cluster" / "cluster.sh"
 KUBECTL = REPO / ".cluster" / "bin" / "kubectl"
 KUBECONFIG = REPO / ".cluster" / "kubeconfig"
