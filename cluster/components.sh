@@ -75,15 +75,18 @@ ports_kube_apiserver() { echo "$APISERVER_PORT"; }
 ready_kube_apiserver() { curl_admin "$APISERVER_URL/readyz" | grep -qx ok; }
 
 # ---------------------------------------------------------------- kube-controller-manager
+# What kube-controller-manager and kube-scheduler share: where they serve, one kubeconfig for the
+# API and for checking their own callers, a single instance (no election), no profiling endpoints.
+# usage: control_plane_flags <kubeconfig> <secure port>  (sets FLAGS)
+control_plane_flags() {
+	FLAGS=(--bind-address="$BIND_ADDRESS" --secure-port="$2"
+		--kubeconfig="$1" --authentication-kubeconfig="$1" --authorization-kubeconfig="$1"
+		--leader-elect=false --profiling=false)
+}
+
 cmd_kube_controller_manager() {
-	local kubeconfig=$CONF_DIR/controller-manager.kubeconfig
-	CMD=("$K8S_HOME/bin/kube-controller-manager"
-		--bind-address="$BIND_ADDRESS"
-		--secure-port="$CONTROLLER_MANAGER_PORT"
-		--kubeconfig="$kubeconfig"
-		--authentication-kubeconfig="$kubeconfig"
-		--authorization-kubeconfig="$kubeconfig"
-		--leader-elect=false
+	control_plane_flags "$CONF_DIR/controller-manager.kubeconfig" "$CONTROLLER_MANAGER_PORT"
+	CMD=("$K8S_HOME/bin/kube-controller-manager" "${FLAGS[@]}"
 		--cluster-name="$CONTEXT_NAME"
 		# Each controller acts as its own ServiceAccount (least privilege via RBAC).
 		--use-service-account-credentials=true
@@ -93,8 +96,7 @@ cmd_kube_controller_manager() {
 		--cluster-signing-cert-file="$PKI_DIR/ca.crt"
 		--cluster-signing-key-file="$PKI_DIR/ca.key"
 		--controllers='*,bootstrapsigner,tokencleaner'
-		--service-cluster-ip-range="$SERVICE_CIDR"
-		--profiling=false)
+		--service-cluster-ip-range="$SERVICE_CIDR")
 }
 ports_kube_controller_manager() { echo "$CONTROLLER_MANAGER_PORT"; }
 ready_kube_controller_manager() {
@@ -105,15 +107,8 @@ ready_kube_controller_manager() {
 
 # ---------------------------------------------------------------- kube-scheduler
 cmd_kube_scheduler() {
-	local kubeconfig=$CONF_DIR/scheduler.kubeconfig
-	CMD=("$K8S_HOME/bin/kube-scheduler"
-		--bind-address="$BIND_ADDRESS"
-		--secure-port="$SCHEDULER_PORT"
-		--kubeconfig="$kubeconfig"
-		--authentication-kubeconfig="$kubeconfig"
-		--authorization-kubeconfig="$kubeconfig"
-		--leader-elect=false
-		--profiling=false)
+	control_plane_flags "$CONF_DIR/scheduler.kubeconfig" "$SCHEDULER_PORT"
+	CMD=("$K8S_HOME/bin/kube-scheduler" "${FLAGS[@]}")
 }
 ports_kube_scheduler() { echo "$SCHEDULER_PORT"; }
 ready_kube_scheduler() {
