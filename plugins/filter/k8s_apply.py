@@ -1,12 +1,16 @@
 """Pruning by record (filters `applied_objects`, `applied_pruned`, `applied_stale`), for the
 k8s_apply role, and what --diff shows of an apply (`applied_diffs`, never a Secret's data);
-`stored_versions`, to tell from the cluster whether a run wrote anything.
+`stored_versions`, to tell from the cluster whether a run wrote anything; an Istio found in
+the cluster: `istio_not_ours` (what istio_mesh must not touch), `istio_found` (an Istio somebody
+else installed, as the roles use it).
 
 Every call of the role applies, after its objects, one ConfigMap per object set that records
 what the set holds. The role's apply runs in diff mode, so the ConfigMap's `before` is the
 previous record: what it listed and the new objects do not is deleted. A no-op run thus
 needs no lookups at all, and objects this project never created are never touched.
 """
+
+import json
 
 # What marks an object as this project's: every object the k8s_apply role applies carries these
 # (the one definition: roles, Molecule and tests use ours / ours_labels).
@@ -185,6 +189,129 @@ def istio_not_ours(namespaces, releases, deployments, crds, namespace):
     return problems
 
 
+def _revision(labels):
+    return (labels or {}).get("istio.io/rev") or "default"
+
+
+def _template_labels(deployment):
+    return ((deployment.get("spec") or {}).get("template") or {}).get("metadata", {}).get(
+        "labels"
+    ) or {}
+
+
+def istio_found(istiods, injectors, cni_daemonsets, deployments, revision=""):
+    """The Istio somebody else installed, as the roles use it (playground_istio: existing).
+
+    `istiods`: the cluster's Deployments labelled app=istiod; `injectors`: ConfigMaps labelled
+    istio.io/rev (istiod's injection settings, istio-sidecar-injector[-<rev>]); `cni_daemonsets`:
+    DaemonSets labelled k8s-app=istio-cni-node; `deployments`: Deployments with an `istio` label
+    (gateways among them); `revision`: the one to use, '' = the only one there is. Returns
+    `problems` (what stops the run, one sentence each) and, when there are none: `namespace` and
+    `revision` of istiod, `installer`, `cni` (its sidecars need no istio-init), `pod_security`
+    (what the apps' namespace can enforce with it), `injection_labels` (what makes that istiod
+    inject a namespace), `gateways` (its ingress gateways: namespace, name, selector, labels),
+    `gateway_selector` (the only one's, or None) and a one-line `summary`."""
+    found = {"problems": [], "gateways": [], "gateway_selector": None}
+    every = sorted(
+        f"{_revision(d['metadata'].get('labels'))} (istiod in {d['metadata']['namespace']})"
+        for d in istiods
+    )
+    chosen = [
+        d for d in istiods if not revision or _revision(d["metadata"].get("labels")) == revision
+    ]
+    if not istiods:
+        found["problems"].append(
+            "playground_istio is existing, but no istiod runs in this cluster (no Deployment "
+            "labelled app=istiod): install Istio first, or set playground_istio: install "
+            "(playbooks/istio.yml installs one)."
+        )
+    elif not chosen:
+        found["problems"].append(
+            f"No istiod of revision {revision} (playground_istio_revision) in this cluster; "
+            f"it has: {', '.join(every)}."
+        )
+    elif len(chosen) > 1:
+        found["problems"].append(
+            f"{len(chosen)} istiod revisions run in this cluster: {', '.join(every)}; set "
+            "playground_istio_revision to the one whose sidecars the apps should get."
+        )
+    if found["problems"]:
+        return found
+    istiod = chosen[0]
+    namespace, rev = istiod["metadata"]["namespace"], _revision(istiod["metadata"].get("labels"))
+    injector_name = "istio-sidecar-injector" + ("" if rev == "default" else f"-{rev}")
+    injector = next(
+        (
+            c
+            for c in injectors
+            if c["metadata"]["name"] == injector_name and c["metadata"]["namespace"] == namespace
+        ),
+        None,
+    )
+    if injector is None:
+        found["problems"].append(
+            f"istiod of revision {rev} in {namespace} has no ConfigMap {injector_name}: "
+            "how it injects sidecars (with or without the Istio CNI) cannot be told."
+        )
+        return found
+    try:
+        values = json.loads((injector.get("data") or {}).get("values") or "{}")
+    except ValueError:
+        values = {}
+    cni = bool(
+        ((values.get("pilot") or {}).get("cni") or {}).get("enabled")
+        or (values.get("istio_cni") or {}).get("enabled")
+    )
+    if cni and not cni_daemonsets:
+        found["problems"].append(
+            f"istiod of revision {rev} in {namespace} injects sidecars for the Istio CNI, but no "
+            "istio-cni-node DaemonSet runs (label k8s-app=istio-cni-node): its pods would fail "
+            "their istio-validation container. Install Istio's CNI, or fix istiod's "
+            "pilot.cni.enabled."
+        )
+        return found
+    for deployment in deployments:
+        labels = _template_labels(deployment)
+        role = labels.get("istio", "")
+        if (
+            not role
+            or labels.get("app") == "istiod"
+            or role == "pilot"
+            or "egress" in role
+            or _revision(labels) != rev
+        ):
+            continue
+        found["gateways"].append(
+            {
+                "namespace": deployment["metadata"]["namespace"],
+                "name": deployment["metadata"]["name"],
+                "selector": {"istio": role},
+                "labels": labels,
+            }
+        )
+    found["gateways"].sort(key=lambda g: (g["namespace"], g["name"]))
+    if len(found["gateways"]) == 1:
+        found["gateway_selector"] = found["gateways"][0]["selector"]
+    gateways = ", ".join(
+        f"istio={g['selector']['istio']} in {g['namespace']}" for g in found["gateways"]
+    )
+    found.update(
+        namespace=namespace,
+        revision=rev,
+        installer=_installer(istiod),
+        cni=cni,
+        pod_security="restricted" if cni else "privileged",
+        injection_labels=(
+            {"istio-injection": "enabled"} if rev == "default" else {"istio.io/rev": rev}
+        ),
+        summary=(
+            f"istiod of revision {rev} in {namespace} (by {_installer(istiod)}), "
+            f"{'with' if cni else 'without'} the Istio CNI; ingress gateways: {gateways or 'none'}"
+        ),
+    )
+    return found
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -193,6 +320,7 @@ class FilterModule:
             "applied_pruned": applied_pruned,
             "applied_stale": applied_stale,
             "istio_not_ours": istio_not_ours,
+            "istio_found": istio_found,
             "ours": ours,
             "ours_labels": ours_labels,
             "stored_versions": stored_versions,

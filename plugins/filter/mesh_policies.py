@@ -273,13 +273,30 @@ def _check_rewrite(s):
 
 
 def _check_gateway(s):
-    """a mesh_policies_gateway_route_host equal to mesh_policies_host"""
+    """a mesh_policies_gateway_route_host equal to mesh_policies_host, or (playground_istio
+    existing) a mesh_policies_gateway_selector that selects none of that Istio's ingress
+    gateways"""
+    problems = []
     if s["gateway_route_host"] == s["host"]:
-        return [
+        problems.append(
             f"mesh_policies_gateway_route_host and mesh_policies_host are both {s['host']}: their"
             " VirtualServices would be one object; route the gateway to another Service."
-        ]
-    return []
+        )
+    found, wanted = s.get("istio"), s["gateway_selector"].items()
+    if found and not any(wanted <= g["labels"].items() for g in found["gateways"]):
+        choices = "; ".join(
+            f"{g['selector']} ({g['namespace']}/{g['name']})" for g in found["gateways"]
+        )
+        problems.append(
+            f"mesh_policies_gateway_selector {dict(wanted)} selects none of the ingress gateways of"
+            f" the Istio found ({found['summary']}): "
+            + (
+                f"set it to one of {choices}."
+                if choices
+                else "leave the gateway set out of mesh_policies_sets, or install a gateway."
+            )
+        )
+    return problems
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 import mesh_policies
 import pytest
 import yaml
+from policy_settings import mesh_policies_defaults
 
 REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("docs_generate", REPO / "docs" / "generate.py")
@@ -90,13 +91,6 @@ def test_policy_set_choices_come_from_the_registry():
         assert choices == list(mesh_policies.POLICY_SETS)
 
 
-def mesh_defaults(**overrides):
-    defaults = yaml.safe_load((REPO / "roles/mesh_policies/defaults/main.yml").read_text())
-    settings = {k.removeprefix("mesh_policies_"): v for k, v in defaults.items()}
-    settings.update(namespace="ns", **overrides)
-    return settings
-
-
 class Reads(dict):
     """Settings that remember which of them were read."""
 
@@ -116,7 +110,7 @@ class Reads(dict):
 @pytest.mark.parametrize("name", list(mesh_policies.POLICY_SETS))
 def test_each_set_reads_what_the_registry_says(name):
     policy_set = mesh_policies.POLICY_SETS[name]
-    settings = Reads(mesh_defaults(sets=[name, *policy_set.needs]))
+    settings = Reads(mesh_policies_defaults(sets=[name, *policy_set.needs]))
     assert mesh_policies.mesh_policies_objects(settings), f"{name} renders nothing"
     needed = set().union(*(mesh_policies.POLICY_SETS[n].reads for n in policy_set.needs))
     extra = settings.read - set(policy_set.reads) - needed - {"namespace", "sets", "host"}
@@ -126,7 +120,7 @@ def test_each_set_reads_what_the_registry_says(name):
 def test_every_policy_variable_is_read_by_a_set_or_the_role():
     read = set().union(*(p.reads for p in mesh_policies.POLICY_SETS.values()))
     role_level = {"sets", "host", "require_available", "rollout_timeout"}
-    defaults = set(mesh_defaults()) - {"namespace"}
+    defaults = set(mesh_policies_defaults()) - {"namespace"}
     assert defaults - read - role_level == set()
     assert read - defaults == set()
 
@@ -151,16 +145,21 @@ def test_a_set_registered_only_in_the_registry_is_validated_documented_and_rende
     )
     monkeypatch.setattr(mesh_policies, "POLICY_SETS", registry)
     # Validated: needs are checked, unknown names refused.
-    problems = mesh_policies.mesh_policies_problems(mesh_defaults(sets=["canary_note"]))
+    problems = mesh_policies.mesh_policies_problems(mesh_policies_defaults(sets=["canary_note"]))
     assert any("canary_note notes the subsets: add the subsets set" in p for p in problems)
     assert (
-        mesh_policies.mesh_policies_problems(mesh_defaults(sets=["subsets", "canary_note"])) == []
+        mesh_policies.mesh_policies_problems(
+            mesh_policies_defaults(sets=["subsets", "canary_note"])
+        )
+        == []
     )
     assert "unknown sets ['nope']" in " ".join(
-        mesh_policies.mesh_policies_problems(mesh_defaults(sets=["nope"]))
+        mesh_policies.mesh_policies_problems(mesh_policies_defaults(sets=["nope"]))
     )
     # Rendered.
-    objects = mesh_policies.mesh_policies_objects(mesh_defaults(sets=["subsets", "canary_note"]))
+    objects = mesh_policies.mesh_policies_objects(
+        mesh_policies_defaults(sets=["subsets", "canary_note"])
+    )
     assert [o["kind"] for o in objects] == ["DestinationRule", "ConfigMap"]
     # Documented, and offered by the argument spec, by the generator alone.
     out = {p.relative_to(REPO): c for p, c in generate.generate().items()}

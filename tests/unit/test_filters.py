@@ -14,12 +14,14 @@ from k8s_apply import (
     applied_pruned,
     applied_record,
     applied_stale,
+    istio_found,
     istio_not_ours,
     ours,
     ours_labels,
     stored_versions,
 )
 from mesh_policies import mesh_policies_objects, mesh_policies_problems
+from policy_settings import mesh_policies_defaults
 from role_settings import role_settings
 from workloads import (
     OVERRIDABLE,
@@ -435,16 +437,8 @@ def test_no_set_renders_nothing():
     assert mesh_policies_objects(dict(SETTINGS, sets=[])) == []
 
 
-def full_settings(**overrides):
-    """Every setting of the mesh_policies role, at its default (defaults/main.yml)."""
-    defaults = yaml.safe_load((REPO / "roles/mesh_policies/defaults/main.yml").read_text())
-    settings = {k.removeprefix("mesh_policies_"): v for k, v in defaults.items()}
-    settings.update(namespace="ns", **overrides)
-    return settings
-
-
 def test_default_settings_have_no_problems():
-    assert mesh_policies_problems(full_settings(sets=["subsets", "split"])) == []
+    assert mesh_policies_problems(mesh_policies_defaults(sets=["subsets", "split"])) == []
 
 
 @pytest.mark.parametrize(
@@ -472,14 +466,14 @@ def test_default_settings_have_no_problems():
     ],
 )
 def test_bad_settings_name_what_to_change(overrides, says):
-    settings = full_settings(**{"sets": ["subsets", "split"], **overrides})
+    settings = mesh_policies_defaults(**{"sets": ["subsets", "split"], **overrides})
     problems = mesh_policies_problems(settings)
     assert any(says in p for p in problems), problems
 
 
 def test_new_sets_render_their_objects():
     sets = ["subsets", "split", "timeout", "outlier-detection", "strict-mtls", "deny-v2-caller"]
-    objects = {o["kind"]: o for o in mesh_policies_objects(full_settings(sets=sets))}
+    objects = {o["kind"]: o for o in mesh_policies_objects(mesh_policies_defaults(sets=sets))}
     assert objects["VirtualService"]["spec"]["http"][0]["timeout"] == "1s"
     assert (
         objects["DestinationRule"]["spec"]["trafficPolicy"]["outlierDetection"][
@@ -498,7 +492,9 @@ def test_new_sets_render_their_objects():
 
 def test_external_service_keeps_the_series_defaults_and_takes_an_endpoint_and_a_ca():
     def external(**overrides):
-        objects = mesh_policies_objects(full_settings(sets=["external-service"], **overrides))
+        objects = mesh_policies_objects(
+            mesh_policies_defaults(sets=["external-service"], **overrides)
+        )
         return {o["kind"]: o["spec"] for o in objects if o["metadata"]["name"] == "github"}
 
     series = external()
@@ -621,3 +617,113 @@ def test_applied_diffs_never_show_a_secrets_data():
     assert [d["object"] for d in diffs] == ["Secret/pull", "ConfigMap/c"]
     assert "eyJ" not in str(diffs)
     assert diffs[1]["diff"] == {"after": {"data": {}}}
+
+
+HELM = {"app.kubernetes.io/managed-by": "Helm"}
+
+
+def _istiod(namespace, rev=None, labels=None):
+    meta = {"app": "istiod", **({"istio.io/rev": rev} if rev else {}), **(labels or {})}
+    return _meta("istiod" + (f"-{rev}" if rev else ""), namespace, meta)
+
+
+def _injector(namespace, rev, cni):
+    name = "istio-sidecar-injector" + ("" if rev == "default" else f"-{rev}")
+    values = json.dumps({"pilot": {"cni": {"enabled": cni}}, "revision": rev})
+    return dict(_meta(name, namespace, {"istio.io/rev": rev}), data={"values": values})
+
+
+def _gateway(name, namespace, labels):
+    return dict(_meta(name, namespace, labels), spec={"template": {"metadata": {"labels": labels}}})
+
+
+def test_istio_found_describes_a_helm_installed_revision_with_its_cni_and_gateway():
+    istiods = [_istiod("istio-system", "default"), _istiod("theirs", "blue", HELM)]
+    injectors = [_injector("istio-system", "default", True), _injector("theirs", "blue", True)]
+    gateways = [
+        _gateway("istio-ingressgateway", "istio-ingress", {"istio": "ingressgateway"}),
+        _gateway("istio-ingress", "theirs-ingress", {"istio": "ingress", "istio.io/rev": "blue"}),
+        _gateway("egress", "theirs", {"istio": "egressgateway", "istio.io/rev": "blue"}),
+        _gateway("istiod-blue", "theirs", {"istio": "pilot", "app": "istiod"}),
+    ]
+    cni = [_meta("istio-cni-node", "istio-system")]
+
+    found = istio_found(istiods, injectors, cni, gateways, "blue")
+    assert found["problems"] == []
+    assert (found["namespace"], found["revision"], found["installer"]) == ("theirs", "blue", "Helm")
+    assert found["cni"] and found["pod_security"] == "restricted"
+    assert found["injection_labels"] == {"istio.io/rev": "blue"}
+    assert found["gateway_selector"] == {"istio": "ingress"}
+    assert [g["namespace"] for g in found["gateways"]] == ["theirs-ingress"]
+    assert found["summary"] == (
+        "istiod of revision blue in theirs (by Helm), with the Istio CNI; ingress gateways:"
+        " istio=ingress in theirs-ingress"
+    )
+    default = istio_found(istiods[:1], injectors, cni, gateways, "")
+    assert default["injection_labels"] == {"istio-injection": "enabled"}
+    assert default["gateway_selector"] == {"istio": "ingressgateway"}
+
+
+def test_istio_found_without_the_cni_asks_for_privileged_pods():
+    found = istio_found(
+        [_istiod("istio-system")], [_injector("istio-system", "default", False)], [], []
+    )
+    assert found["problems"] == [] and not found["cni"]
+    assert found["pod_security"] == "privileged" and found["gateway_selector"] is None
+
+
+@pytest.mark.parametrize(
+    "istiods, injectors, cni, revision, says",
+    [
+        ([], [], [], "", "no istiod runs in this cluster"),
+        (
+            [_istiod("a"), _istiod("b", "blue")],
+            [],
+            [],
+            "",
+            "2 istiod revisions run in this cluster: blue (istiod in b), default (istiod in a);"
+            " set playground_istio_revision",
+        ),
+        (
+            [_istiod("a")],
+            [],
+            [],
+            "green",
+            "No istiod of revision green (playground_istio_revision) in this cluster; it has:"
+            " default (istiod in a).",
+        ),
+        ([_istiod("a")], [], [], "", "has no ConfigMap istio-sidecar-injector"),
+        (
+            [_istiod("a")],
+            [_injector("a", "default", True)],
+            [],
+            "",
+            "no istio-cni-node DaemonSet runs",
+        ),
+    ],
+    ids=["none", "several", "unknown-revision", "no-injector", "cni-without-daemonset"],
+)
+def test_istio_found_says_what_is_missing_or_ambiguous(istiods, injectors, cni, revision, says):
+    problems = istio_found(istiods, injectors, cni, [], revision)["problems"]
+    assert len(problems) == 1 and says in problems[0], problems
+
+
+def test_the_gateway_set_checks_its_selector_against_the_gateways_of_the_istio_found():
+    gateways = [_gateway("istio-ingress", "theirs-ingress", {"istio": "ingress"})]
+    found = istio_found(
+        [_istiod("theirs")],
+        [_injector("theirs", "default", True)],
+        [_meta("cni", "kube-system")],
+        gateways,
+    )
+    settings = mesh_policies_defaults(
+        sets=["gateway"], gateway_selector={"istio": "ingressgateway"}, istio=found
+    )
+    (problem,) = mesh_policies_problems(settings)
+    assert problem.startswith(
+        "mesh_policies_gateway_selector {'istio': 'ingressgateway'} selects none of the ingress"
+        " gateways of the Istio found (istiod of revision default in theirs"
+    ), problem
+    assert "set it to one of {'istio': 'ingress'} (theirs-ingress/istio-ingress)." in problem
+    assert mesh_policies_problems(dict(settings, gateway_selector={"istio": "ingress"})) == []
+    assert mesh_policies_problems(dict(settings, istio=None)) == []
