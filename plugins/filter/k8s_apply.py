@@ -133,6 +133,9 @@ def stored_versions(objects):
 def _installer(obj):
     """Who installed an object, from the labels the common installers put on what they make."""
     labels = obj["metadata"].get("labels") or {}
+    # Istio's charts carry the operator's labels too: Helm's own label decides first.
+    if labels.get("app.kubernetes.io/managed-by") == "Helm":
+        return "Helm"
     if any(key.startswith(("operator.istio.io/", "install.operator.istio.io/")) for key in labels):
         return "istioctl"
     return labels.get("app.kubernetes.io/managed-by") or "unknown"

@@ -282,13 +282,13 @@ def _check_gateway(s):
             f"mesh_policies_gateway_route_host and mesh_policies_host are both {s['host']}: their"
             " VirtualServices would be one object; route the gateway to another Service."
         )
-    found, wanted = s.get("istio"), s["gateway_selector"].items()
-    if found and not any(wanted <= g["labels"].items() for g in found["gateways"]):
+    found, wanted = s.get("istio"), dict(s["gateway_selector"])
+    if found and not any(wanted.items() <= dict(g["labels"]).items() for g in found["gateways"]):
         choices = "; ".join(
             f"{g['selector']} ({g['namespace']}/{g['name']})" for g in found["gateways"]
         )
         problems.append(
-            f"mesh_policies_gateway_selector {dict(wanted)} selects none of the ingress gateways of"
+            f"mesh_policies_gateway_selector {wanted} selects none of the ingress gateways of"
             f" the Istio found ({found['summary']}): "
             + (
                 f"set it to one of {choices}."

@@ -638,7 +638,8 @@ def _gateway(name, namespace, labels):
 
 
 def test_istio_found_describes_a_helm_installed_revision_with_its_cni_and_gateway():
-    istiods = [_istiod("istio-system", "default"), _istiod("theirs", "blue", HELM)]
+    chart_labels = {**HELM, "install.operator.istio.io/owning-resource": "unknown"}
+    istiods = [_istiod("istio-system", "default"), _istiod("theirs", "blue", chart_labels)]
     injectors = [_injector("istio-system", "default", True), _injector("theirs", "blue", True)]
     gateways = [
         _gateway("istio-ingressgateway", "istio-ingress", {"istio": "ingressgateway"}),
