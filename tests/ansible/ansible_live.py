@@ -82,3 +82,33 @@ def remove_namespace(api: client.ApiClient, namespace: str) -> None:
     except ApiException as error:
         if error.status != 404:
             raise
+
+
+# Written into every namespace, on their own time, by the controller manager and each istiod, and
+# istiod's leader elections (a ConfigMap lock renewed every few seconds): not what a playbook did.
+CONTROLLER_CONFIGMAPS = {"kube-root-ca.crt", "istio-ca-root-cert", "istio-ca-crl"}
+LEADER = "control-plane.alpha.kubernetes.io/leader"
+
+
+def namespace_versions(api: client.ApiClient, namespaces: list[str]) -> dict[str, str]:
+    """resourceVersion of each namespace and of every Secret, ConfigMap (but the controllers'),
+    Service, ServiceAccount and Deployment in it: whether anything there was written."""
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    found = {}
+    for name in namespaces:
+        found[f"Namespace/{name}"] = core.read_namespace(name).metadata.resource_version
+        for kind, items in (
+            ("Secret", core.list_namespaced_secret(name).items),
+            ("ConfigMap", core.list_namespaced_config_map(name).items),
+            ("Service", core.list_namespaced_service(name).items),
+            ("ServiceAccount", core.list_namespaced_service_account(name).items),
+            ("Deployment", apps.list_namespaced_deployment(name).items),
+        ):
+            for item in items:
+                if kind == "ConfigMap" and (
+                    item.metadata.name in CONTROLLER_CONFIGMAPS
+                    or LEADER in (item.metadata.annotations or {})
+                ):
+                    continue
+                found[f"{kind}/{name}/{item.metadata.name}"] = item.metadata.resource_version
+    return found

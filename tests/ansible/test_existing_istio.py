@@ -18,7 +18,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ansible_live import CONTEXT, KUBECONFIG, REPO, built_images, run, unique_namespace
+from ansible_live import (
+    CONTEXT,
+    KUBECONFIG,
+    REPO,
+    built_images,
+    namespace_versions,
+    run,
+    unique_namespace,
+)
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from polling import wait_for
@@ -27,10 +35,6 @@ pytestmark = pytest.mark.realnode
 
 REVISION = "theirs"
 REQUESTS, SHARE, TOLERANCE = 1000, 0.80, 0.05
-# Written into every namespace by the controller manager and each istiod, on their own time.
-CONTROLLER_CONFIGMAPS = {"kube-root-ca.crt", "istio-ca-root-cert", "istio-ca-crl"}
-# istiod's leader elections renew a ConfigMap lock every few seconds, and so does its IP allocator.
-LEADER = "control-plane.alpha.kubernetes.io/leader"
 ANSWER = re.compile(r"^Proxying value: WebServer (V\d) requested from / on ")
 SMALL = {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}}
 
@@ -104,26 +108,8 @@ def install_their_istio(api: client.ApiClient, control: str, ingress: str, tmp: 
 
 
 def versions(api: client.ApiClient, namespaces: list[str]) -> dict[str, str]:
-    """resourceVersion of each of their namespaces and what they hold (but the controllers'
-    ConfigMaps), and of their revision's webhooks."""
-    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
-    found = {}
-    for name in namespaces:
-        found[f"Namespace/{name}"] = core.read_namespace(name).metadata.resource_version
-        for kind, items in (
-            ("Secret", core.list_namespaced_secret(name).items),
-            ("ConfigMap", core.list_namespaced_config_map(name).items),
-            ("Service", core.list_namespaced_service(name).items),
-            ("ServiceAccount", core.list_namespaced_service_account(name).items),
-            ("Deployment", apps.list_namespaced_deployment(name).items),
-        ):
-            for item in items:
-                if kind == "ConfigMap" and (
-                    item.metadata.name in CONTROLLER_CONFIGMAPS
-                    or LEADER in (item.metadata.annotations or {})
-                ):
-                    continue
-                found[f"{kind}/{name}/{item.metadata.name}"] = item.metadata.resource_version
+    """What their namespaces store, and their revision's webhooks: resourceVersions."""
+    found = namespace_versions(api, namespaces)
     admission = client.AdmissionregistrationV1Api(api)
     selector = f"istio.io/rev={REVISION}"
     for kind, items in (

@@ -9,7 +9,7 @@ there, and every Istio CRD of the cluster, keeps its resourceVersion. The stand-
 import base64
 
 import pytest
-from ansible_live import CONTEXT, KUBECONFIG, run, unique_namespace
+from ansible_live import CONTEXT, KUBECONFIG, namespace_versions, run, unique_namespace
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from polling import wait_for
@@ -17,9 +17,6 @@ from polling import wait_for
 pytestmark = pytest.mark.realnode
 
 HELM_LABELS = {"app.kubernetes.io/managed-by": "Helm"}
-# Written into every namespace, on their own time, by the controller manager and a running
-# istiod (the local cluster's own): not what a playbook did.
-CONTROLLER_CONFIGMAPS = {"kube-root-ca.crt", "istio-ca-root-cert", "istio-ca-crl"}
 
 
 def foreign_istio(api: client.ApiClient, control: str, ingress: str) -> None:
@@ -57,21 +54,8 @@ def foreign_istio(api: client.ApiClient, control: str, ingress: str) -> None:
 
 
 def versions(api: client.ApiClient, namespaces: list[str]) -> dict[str, str]:
-    """resourceVersion of each namespace, of every Secret, ConfigMap (but the controllers') and
-    Deployment in them, and of every Istio CRD of the cluster."""
-    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
-    found = {}
-    for name in namespaces:
-        found[f"Namespace/{name}"] = core.read_namespace(name).metadata.resource_version
-        for kind, items in (
-            ("Secret", core.list_namespaced_secret(name).items),
-            ("ConfigMap", core.list_namespaced_config_map(name).items),
-            ("Deployment", apps.list_namespaced_deployment(name).items),
-        ):
-            for item in items:
-                if kind == "ConfigMap" and item.metadata.name in CONTROLLER_CONFIGMAPS:
-                    continue
-                found[f"{kind}/{name}/{item.metadata.name}"] = item.metadata.resource_version
+    """What the namespaces store, and every Istio CRD of the cluster: resourceVersions."""
+    found = namespace_versions(api, namespaces)
     crds = client.ApiextensionsV1Api(api).list_custom_resource_definition(
         label_selector="app.kubernetes.io/part-of=istio"
     )
