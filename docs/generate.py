@@ -91,10 +91,11 @@ def documented_options(repo=REPO):
 
 # ---------------------------------------------------------------- formatting
 def text(value):
-    """An argument spec's description (a string or a list of sentences) as one paragraph."""
+    """An argument spec's description (a string or a list of sentences) or a docstring as one
+    paragraph: one line, as a Markdown table's cell must be."""
     if isinstance(value, list):
-        return " ".join(str(v).strip() for v in value)
-    return str(value or "").strip()
+        return " ".join(" ".join(str(v).split()) for v in value)
+    return " ".join(str(value or "").split())
 
 
 def type_of(spec):

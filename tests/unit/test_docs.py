@@ -28,6 +28,18 @@ def test_regenerating_changes_nothing():
     assert stale == [], f"run make docs: {stale} are stale"
 
 
+def test_every_generated_table_row_is_one_line():
+    """A description or docstring that spans lines must not break its Markdown table."""
+    broken = [
+        f"{path.relative_to(REPO)}: {line[:60]}"
+        for path, content in generate.generate().items()
+        for block in GENERATED.findall(content)
+        for line in block.splitlines()
+        if line.startswith("|") != line.endswith("|") or (line and line[0] == " ")
+    ]
+    assert broken == []
+
+
 def test_every_role_with_an_argument_spec_is_documented():
     roles = {p.name for p in (REPO / "roles").iterdir() if (p / "meta").is_dir()}
     assert set(generate.roles()) == roles
