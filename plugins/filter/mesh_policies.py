@@ -486,7 +486,7 @@ def mesh_policies_objects(settings):
     Order matters for a make-before-break apply: ServiceEntry and DestinationRules (subsets)
     exist before the VirtualServices that reference them.
     """
-    s = settings
+    s = _with_ingress(settings)
     build = _Build()
     for name, policy_set in POLICY_SETS.items():
         if name in s["sets"]:
@@ -553,10 +553,19 @@ RANGES = (
 )
 
 
+def _with_ingress(settings):
+    """The settings with the gateway set added when mesh_policies_ingress asks for the ingress
+    whatever mesh_policies_sets lists (trying other sets then never drops it)."""
+    if settings.get("ingress") and "gateway" not in settings["sets"]:
+        return dict(settings, sets=[*settings["sets"], "gateway"])
+    return settings
+
+
 def mesh_policies_problems(settings):
     """Every problem of the settings, one message each naming what to change (the argument spec
     checked types and choices before this runs)."""
-    s, sets, problems = settings, settings["sets"], []
+    s = _with_ingress(settings)
+    sets, problems = s["sets"], []
     unknown = [x for x in sets if x not in POLICY_SETS]
     if unknown:
         problems.append(f"mesh_policies_sets: unknown sets {unknown}; known: {list(POLICY_SETS)}.")

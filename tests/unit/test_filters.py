@@ -728,3 +728,20 @@ def test_the_gateway_set_checks_its_selector_against_the_gateways_of_the_istio_f
     assert "set it to one of {'istio': 'ingress'} (theirs-ingress/istio-ingress)." in problem
     assert mesh_policies_problems(dict(settings, gateway_selector={"istio": "ingress"})) == []
     assert mesh_policies_problems(dict(settings, istio=None)) == []
+
+
+def test_the_ingress_stays_whatever_sets_are_listed():
+    """mesh_policies_ingress keeps the gateway set (inventory/local): a learner's split alone
+    must not drop the ingress; listed as well, it is rendered once and not refused as twice."""
+    kinds = lambda objects: sorted((o["kind"], o["metadata"]["name"]) for o in objects)  # noqa: E731
+    split = mesh_policies_defaults(sets=["subsets", "split"])
+    kept = mesh_policies_objects(dict(split, ingress=True))
+    assert ("Gateway", "default-gateway") in kinds(kept)
+    assert ("Gateway", "default-gateway") not in kinds(mesh_policies_objects(split))
+    both = dict(split, sets=["subsets", "split", "gateway"], ingress=True)
+    assert kinds(mesh_policies_objects(both)) == kinds(kept)
+    assert (
+        mesh_policies_problems(both) == []
+        and mesh_policies_problems(dict(split, ingress=True)) == []
+    )
+    assert mesh_policies_objects(dict(split, sets=[], ingress=True))  # never empty with the ingress
