@@ -126,7 +126,9 @@ def test_each_set_reads_what_the_registry_says(name):
     settings = Reads(mesh_policies_defaults(sets=[name, *policy_set.needs]))
     assert mesh_policies.mesh_policies_objects(settings), f"{name} renders nothing"
     needed = set().union(*(mesh_policies.POLICY_SETS[n].reads for n in policy_set.needs))
-    extra = settings.read - set(policy_set.reads) - needed - {"namespace", "sets", "ingress", "host"}
+    extra = (
+        settings.read - set(policy_set.reads) - needed - {"namespace", "sets", "ingress", "host"}
+    )
     assert extra == set(), f"{name} reads {extra}: list them in its registry entry"
 
 
