@@ -217,6 +217,12 @@ registry-down: ## Stop the local registry (its images, CA and credentials are ke
 url: ## Where the apps answer from this machine: the ingress gateway (mesh on), else the proxy Service (real node mode)
 	@cluster/node-real/url.sh
 
+.PHONY: step
+STEP ?=
+KEEP ?=
+step: venv ## The series' examples one by one (docs/tour.md): list them; STEP=<name> applies one, measures it, compares with the post, puts the policies back (KEEP=1 leaves it)
+	ansible-playbook playbooks/step.yml $(if $(STEP),-e step=$(STEP)) $(if $(KEEP),-e step_keep=true)
+
 .PHONY: observe-url
 observe-url: ## Where the live view, Zipkin and Prometheus answer from this machine (docs/observe.md)
 	@cluster/node-real/url.sh --observe

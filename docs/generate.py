@@ -295,6 +295,34 @@ def policy_objects_part(repo):
     return "\n".join(lines)
 
 
+def steps_part(repo):
+    """docs/tour.md's list: each step of playbooks/files/steps.yml, by post."""
+    steps = yaml.safe_load((repo / "playbooks" / "files" / "steps.yml").read_text())["steps"]
+    lines = [NOTE.format(source="playbooks/files/steps.yml")]
+    for post in dict.fromkeys(s["post"] for s in steps):
+        lines += [
+            "",
+            f"### {post}",
+            "",
+            "| step (`make step STEP=...`) | the example | sets, and the post's numbers"
+            " | what the post says you see |",
+            "|---|---|---|---|",
+        ]
+        for s in (s for s in steps if s["post"] == post):
+            settings = ", ".join(
+                f"`{k}: {json.dumps(v, separators=(', ', ': '))}`"
+                for k, v in s.get("settings", {}).items()
+            )
+            applied = ", ".join(f"`{x}`" for x in s["sets"]) + (f"; {settings}" if settings else "")
+            via = " (through the gateway)" if s.get("via") == "gateway" else ""
+            sent = f"{s.get('count', 200)} x `GET {s.get('path', '/')}`{via}"
+            lines.append(
+                f"| `{s['name']}` | {table_cell(s['example'])} | {applied}; {sent}"
+                f" | {table_cell(s['says'])} |"
+            )
+    return "\n".join(lines)
+
+
 def replace_part(content, part, body, path):
     begin = f"<!-- BEGIN GENERATED: {part} -->"
     pattern = re.compile(re.escape(begin) + r"\n.*?" + re.escape(END), re.S)
@@ -338,6 +366,7 @@ def generate(repo=REPO):
         part(f"roles/{role}/README.md", "variables", role_table_part(repo, role))
     part("docs/policy-sets.md", "policy-sets", policy_sets_part(repo))
     part("roles/mesh_policies/README.md", "policy-objects", policy_objects_part(repo))
+    part("docs/tour.md", "steps", steps_part(repo))
     role, option = POLICY_SETS_OPTION
     spec = repo / "roles" / role / "meta" / "argument_specs.yml"
     out[spec] = choices_spec(spec.read_text(), option, list(mesh_policies.POLICY_SETS), spec)

@@ -1,7 +1,7 @@
 """Send real requests and count what came back: the measuring half of every mesh check.
 
     python playbooks/files/traffic.py URL [--count N] [--concurrency C] [--header 'Name: value']...
-        [--kubeconfig FILE [--context NAME]]
+        [--kubeconfig FILE [--context NAME]] [--report [--expect JSON]]
 
 Prints one JSON object: how many answers had each HTTP status, each webserver version and
 upstream code (from the proxy's seed-format answer), each answer the mesh gave instead of the
@@ -15,8 +15,11 @@ the Service (round robin) on the container port the Service's port targets, the 
 `kubectl port-forward svc/SERVICE` does; no NodePort, no route to pod IPs, any cluster. The
 request enters the pod on its loopback, so a sidecar's inbound side sees none of it; what the
 pod's app calls in turn goes through its sidecar as ever (the proxy's calls to the webserver).
-playbooks/canary.yml measures each step with it, Molecule verify steps assert on its counts,
-and pytest imports `measure`.
+With --report it prints a tally to read instead (answers by status, version, webserver pod and
+path, the mesh's own answers, Took p50/p99) and each --expect entry ({what, share, tolerance}: see
+`share`) beside the share measured: `make step` (playbooks/step.yml) prints it for each step of
+the series. playbooks/canary.yml measures each step with it, Molecule verify steps assert on its
+counts, and pytest imports `measure`. docs/tour.md describes it.
 """
 
 import argparse
@@ -185,12 +188,80 @@ def measure(
         },
         "other": dict(Counter(a["other"] for a in answers if "other" in a)),
         "hosts": sorted({a["host"] for a in answers if "host" in a}),
+        "by_host": dict(sorted(Counter(a["host"] for a in answers if "host" in a).items())),
+        "by_path": dict(Counter(a["upstream_path"] for a in answers if "upstream_path" in a)),
         "took": sorted(a["took"] for a in answers if "took" in a),
         "ms": sorted(round(a["ms"]) for a in answers),
         "locations": sorted({a["location"] for a in answers if "location" in a}),
         "upstream_paths": sorted({a["upstream_path"] for a in answers if "upstream_path" in a}),
         "bodies": sorted({a["body"][:200] for a in answers})[:5],
     }
+
+
+def share(measured: dict, what: str) -> float:
+    """The share of all answers that `what` names: `version v1`, `code 500` (the webserver's
+    code, as the proxy relays it), `status 200` (the answer's own), `path /redirected` (what the
+    webserver was asked for), `mesh fault filter abort` (an answer the mesh gave instead of the
+    webserver), `took >= 5000` (the proxy's own milliseconds)."""
+    kind, _, value = what.partition(" ")
+    counts = {
+        "version": measured["version"],
+        "code": measured["code"],
+        "status": measured["status"],
+        "path": measured.get("by_path", {}),
+        "mesh": measured["other"],
+    }
+    if kind == "took":
+        floor = int(value.removeprefix(">=").strip())
+        hits = sum(1 for took in measured["took"] if took >= floor)
+    elif kind in counts:
+        hits = counts[kind].get(value, 0)
+    else:
+        raise ValueError(f"unknown measure {what!r}: one of {', '.join([*counts, 'took'])}")
+    return hits / max(measured["count"], 1)
+
+
+def verdicts(measured: dict, expect: list[dict]) -> list[dict]:
+    """Each expectation ({what, share, tolerance}) with the share measured and whether it holds."""
+    found = []
+    for wanted in expect:
+        got = share(measured, wanted["what"])
+        ok = abs(got - wanted["share"]) <= wanted.get("tolerance", 0)
+        found.append(dict(wanted, measured=round(got, 3), ok=ok))
+    return found
+
+
+def _percentile(values: list[int], fraction: float) -> int | None:
+    return values[min(len(values) - 1, int(fraction * len(values)))] if values else None
+
+
+def report(measured: dict, expect: list[dict] = ()) -> str:
+    """The tally for a person: answers by status, version, pod and path, what the mesh answered
+    itself, the proxy's `Took N milliseconds` p50/p99, then each expectation beside the share
+    measured."""
+    n = measured["count"]
+
+    def tally(counts: dict) -> str:
+        return ", ".join(f"{k} {v} ({v / max(n, 1):.2f})" for k, v in counts.items()) or "none"
+
+    took = measured["took"]
+    lines = [
+        f"requests      {n}",
+        f"status        {tally(measured['status'])}",
+        f"version       {tally(dict(sorted(measured['version'].items())))}",
+        f"webserver pod {tally(measured.get('by_host', {}))}",
+        f"path asked    {tally(measured.get('by_path', {}))}",
+        f"mesh answered {tally(measured['other'])}",
+        f"took (proxy)  p50 {_percentile(took, 0.5)} ms, p99 {_percentile(took, 0.99)} ms,"
+        f" max {took[-1] if took else None} ms",
+    ]
+    for v in verdicts(measured, list(expect)):
+        mark = "as the post says" if v["ok"] else "NOT as the post says"
+        lines.append(
+            f"expected      {v['what']}: {v['share']:.2f} +- {v.get('tolerance', 0):.2f},"
+            f" measured {v['measured']:.3f}: {mark}"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -202,12 +273,19 @@ def main() -> None:
     parser.add_argument("--header", action="append", default=[], help="'Name: value'")
     parser.add_argument("--kubeconfig", help="reach http://SERVICE.NAMESPACE.svc URLs through it")
     parser.add_argument("--context", help="the kubeconfig's context (default: its current one)")
+    parser.add_argument("--report", action="store_true", help="a tally to read, not JSON")
+    parser.add_argument(
+        "--expect", default="[]", help="JSON [{what, share, tolerance}]: printed with --report"
+    )
     args = parser.parse_args()
     headers = dict(h.split(":", 1) for h in args.header)
     headers = {k.strip(): v.strip() for k, v in headers.items()}
     in_cluster = SERVICE_HOST.match(urllib.parse.urlsplit(args.url).hostname or "")
     forwarder = Forwarder(args.kubeconfig, args.context) if args.kubeconfig and in_cluster else None
     measured = measure(args.url, args.count, args.concurrency, headers, args.timeout, forwarder)
+    if args.report:
+        print(report(measured, json.loads(args.expect)))
+        return
     json.dump(measured, sys.stdout)
     print()
 
