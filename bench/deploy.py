@@ -68,7 +68,8 @@ def playbook(name: str, mesh: bool = False) -> list[str]:
     """The playbook in the bench namespace; without the inventory's mesh policies unless `mesh`
     (kubectl applies the app objects only: like is compared with like)."""
     argv = ["ansible-playbook", f"playbooks/{name}", "-e", f"playground_namespace={NAMESPACE}"]
-    return argv if mesh else [*argv, "-e", '{"mesh_policies_sets": []}']
+    no_policies = '{"mesh_policies_sets": [], "mesh_policies_ingress": false}'
+    return argv if mesh else [*argv, "-e", no_policies]
 
 
 def changed(recap: str) -> int:

@@ -133,8 +133,10 @@ def stored_versions(objects):
 def _installer(obj):
     """Who installed an object, from the labels the common installers put on what they make."""
     labels = obj["metadata"].get("labels") or {}
-    # Istio's charts carry the operator's labels too: Helm's own label decides first.
-    if labels.get("app.kubernetes.io/managed-by") == "Helm":
+    annotations = obj["metadata"].get("annotations") or {}
+    # Istio's charts carry the operator's labels and Helm's managed-by whoever renders them
+    # (istioctl renders them through Helm's engine): only `helm install` writes its release.
+    if "meta.helm.sh/release-name" in annotations:
         return "Helm"
     if any(key.startswith(("operator.istio.io/", "install.operator.istio.io/")) for key in labels):
         return "istioctl"
@@ -212,8 +214,9 @@ def istio_found(istiods, injectors, cni_daemonsets, deployments, revision=""):
     `problems` (what stops the run, one sentence each) and, when there are none: `namespace` and
     `revision` of istiod, `installer`, `cni` (its sidecars need no istio-init), `pod_security`
     (what the apps' namespace can enforce with it), `injection_labels` (what makes that istiod
-    inject a namespace), `gateways` (its ingress gateways: namespace, name, selector, labels),
-    `gateway_selector` (the only one's, or None) and a one-line `summary`."""
+    inject a namespace), `gateways` (the ingress gateways, its revision's first: namespace,
+    name, selector, pod labels, revision), `gateway_selector` (the only one of its revision, else
+    the only one there is, else None) and a one-line `summary`."""
     found = {"problems": [], "gateways": [], "gateway_selector": None}
     every = sorted(
         f"{_revision(d['metadata'].get('labels'))} (istiod in {d['metadata']['namespace']})"
@@ -233,10 +236,16 @@ def istio_found(istiods, injectors, cni_daemonsets, deployments, revision=""):
             f"No istiod of revision {revision} (playground_istio_revision) in this cluster; "
             f"it has: {', '.join(every)}."
         )
-    elif len(chosen) > 1:
+    elif len({_revision(d["metadata"].get("labels")) for d in chosen}) > 1:
         found["problems"].append(
             f"{len(chosen)} istiod revisions run in this cluster: {', '.join(every)}; set "
             "playground_istio_revision to the one whose sidecars the apps should get."
+        )
+    elif len(chosen) > 1:
+        found["problems"].append(
+            f"{len(chosen)} istiods serve revision {_revision(chosen[0]['metadata'].get('labels'))}"
+            f" ({', '.join(every)}): mesh-playground uses the one control plane of a revision;"
+            " several (multi-primary, a second mesh) are not supported."
         )
     if found["problems"]:
         return found
@@ -260,7 +269,13 @@ def istio_found(istiods, injectors, cni_daemonsets, deployments, revision=""):
     try:
         values = json.loads((injector.get("data") or {}).get("values") or "{}")
     except ValueError:
-        values = {}
+        values = None
+    if not isinstance(values, dict):
+        found["problems"].append(
+            f"ConfigMap {injector_name} in {namespace} holds no readable `values` (JSON): how "
+            "istiod injects sidecars (with or without the Istio CNI) cannot be told."
+        )
+        return found
     cni = bool(
         ((values.get("pilot") or {}).get("cni") or {}).get("enabled")
         or (values.get("istio_cni") or {}).get("enabled")
@@ -276,13 +291,9 @@ def istio_found(istiods, injectors, cni_daemonsets, deployments, revision=""):
     for deployment in deployments:
         labels = _template_labels(deployment)
         role = labels.get("istio", "")
-        if (
-            not role
-            or labels.get("app") == "istiod"
-            or role == "pilot"
-            or "egress" in role
-            or _revision(labels) != rev
-        ):
+        if not role or labels.get("app") == "istiod" or role == "pilot":
+            continue
+        if "egress" in role or "eastwest" in role:  # not an entry for the apps
             continue
         found["gateways"].append(
             {
@@ -290,13 +301,20 @@ def istio_found(istiods, injectors, cni_daemonsets, deployments, revision=""):
                 "name": deployment["metadata"]["name"],
                 "selector": {"istio": role},
                 "labels": labels,
+                "revision": _revision(labels),
             }
         )
-    found["gateways"].sort(key=lambda g: (g["namespace"], g["name"]))
-    if len(found["gateways"]) == 1:
-        found["gateway_selector"] = found["gateways"][0]["selector"]
+    found["gateways"].sort(key=lambda g: (g["revision"] != rev, g["namespace"], g["name"]))
+    # The one gateway of this revision; else (injected through its namespace's label, which
+    # is not read here) the only gateway there is; else the inventory names it.
+    own = [g for g in found["gateways"] if g["revision"] == rev]
+    single = own if own else found["gateways"]
+    if len(single) == 1:
+        found["gateway_selector"] = single[0]["selector"]
     gateways = ", ".join(
-        f"istio={g['selector']['istio']} in {g['namespace']}" for g in found["gateways"]
+        f"istio={g['selector']['istio']} in {g['namespace']}"
+        + ("" if g["revision"] == rev else f" (revision {g['revision']})")
+        for g in found["gateways"]
     )
     found.update(
         namespace=namespace,

@@ -293,7 +293,8 @@ def _check_gateway(s):
             + (
                 f"set it to one of {choices}."
                 if choices
-                else "leave the gateway set out of mesh_policies_sets, or install a gateway."
+                else "leave the gateway set out of mesh_policies_sets and turn"
+                " mesh_policies_ingress off, or install a gateway."
             )
         )
     return problems

@@ -552,6 +552,9 @@ def test_ours_labels_add_ours_to_given_labels():
     assert ours_labels() == OURS and ours({"metadata": {"labels": ours_labels()}})
 
 
+HELM = {"app.kubernetes.io/managed-by": "Helm"}
+
+
 def _meta(name, namespace=None, labels=None, annotations=None):
     meta = {"name": name, "labels": labels or {}, "annotations": annotations or {}}
     return {"metadata": dict(meta, **({"namespace": namespace} if namespace else {}))}
@@ -565,7 +568,7 @@ def test_istio_not_ours_names_a_foreign_istios_namespaces_releases_and_crds():
         for r in ("istiod", "istio-base", "istiod")
     ]
     deployments = [
-        _meta("istiod", "istio-system", {"app.kubernetes.io/managed-by": "Helm"}),
+        _meta("istiod", "istio-system", HELM, {"meta.helm.sh/release-name": "istiod"}),
         _meta("istio-ingressgateway", "istio-system", {"operator.istio.io/component": "x"}),
         _meta("elsewhere", "other"),
     ]
@@ -619,12 +622,9 @@ def test_applied_diffs_never_show_a_secrets_data():
     assert diffs[1]["diff"] == {"after": {"data": {}}}
 
 
-HELM = {"app.kubernetes.io/managed-by": "Helm"}
-
-
-def _istiod(namespace, rev=None, labels=None):
+def _istiod(namespace, rev=None, labels=None, annotations=None):
     meta = {"app": "istiod", **({"istio.io/rev": rev} if rev else {}), **(labels or {})}
-    return _meta("istiod" + (f"-{rev}" if rev else ""), namespace, meta)
+    return _meta("istiod" + (f"-{rev}" if rev else ""), namespace, meta, annotations)
 
 
 def _injector(namespace, rev, cni):
@@ -638,8 +638,10 @@ def _gateway(name, namespace, labels):
 
 
 def test_istio_found_describes_a_helm_installed_revision_with_its_cni_and_gateway():
+    # Istio's charts label for Helm and the operator alike; only helm install annotates.
     chart_labels = {**HELM, "install.operator.istio.io/owning-resource": "unknown"}
-    istiods = [_istiod("istio-system", "default"), _istiod("theirs", "blue", chart_labels)]
+    by_helm = {"meta.helm.sh/release-name": "istiod-blue"}
+    istiods = [_istiod("istio-system", "default"), _istiod("theirs", "blue", chart_labels, by_helm)]
     injectors = [_injector("istio-system", "default", True), _injector("theirs", "blue", True)]
     gateways = [
         _gateway("istio-ingressgateway", "istio-ingress", {"istio": "ingressgateway"}),
@@ -655,11 +657,13 @@ def test_istio_found_describes_a_helm_installed_revision_with_its_cni_and_gatewa
     assert found["cni"] and found["pod_security"] == "restricted"
     assert found["injection_labels"] == {"istio.io/rev": "blue"}
     assert found["gateway_selector"] == {"istio": "ingress"}
-    assert [g["namespace"] for g in found["gateways"]] == ["theirs-ingress"]
+    assert [g["namespace"] for g in found["gateways"]] == ["theirs-ingress", "istio-ingress"]
     assert found["summary"] == (
         "istiod of revision blue in theirs (by Helm), with the Istio CNI; ingress gateways:"
-        " istio=ingress in theirs-ingress"
+        " istio=ingress in theirs-ingress, istio=ingressgateway in istio-ingress (revision default)"
     )
+    by_istioctl = _istiod("istio-system", None, chart_labels)
+    assert istio_found([by_istioctl], injectors, cni, gateways, "")["installer"] == "istioctl"
     default = istio_found(istiods[:1], injectors, cni, gateways, "")
     assert default["injection_labels"] == {"istio-injection": "enabled"}
     assert default["gateway_selector"] == {"istio": "ingressgateway"}
@@ -745,3 +749,25 @@ def test_the_ingress_stays_whatever_sets_are_listed():
         and mesh_policies_problems(dict(split, ingress=True)) == []
     )
     assert mesh_policies_objects(dict(split, sets=[], ingress=True))  # never empty with the ingress
+
+
+def test_istio_found_takes_the_only_gateway_when_none_carries_the_revision():
+    """A gateway injected through its namespace's istio.io/rev label has none on its pods; an
+    east-west gateway is no entry for the apps."""
+    gateways = [
+        _gateway("gw", "edge", {"istio": "edge"}),
+        _gateway("eastwest", "theirs", {"istio": "eastwestgateway", "istio.io/rev": "blue"}),
+    ]
+    found = istio_found(
+        [_istiod("theirs", "blue")], [_injector("theirs", "blue", False)], [], gateways
+    )
+    assert found["gateway_selector"] == {"istio": "edge"}
+    assert [g["name"] for g in found["gateways"]] == ["gw"]
+
+
+def test_istio_found_refuses_two_istiods_of_one_revision_and_unreadable_values():
+    two = istio_found([_istiod("a"), _istiod("b")], [], [], [])["problems"]
+    assert len(two) == 1 and "2 istiods serve revision default" in two[0], two
+    broken = dict(_injector("a", "default", True), data={"values": "not json"})
+    (problem,) = istio_found([_istiod("a")], [broken], [], [])["problems"]
+    assert "holds no readable `values`" in problem

@@ -13,6 +13,7 @@ from policy_settings import mesh_policies_defaults
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = yaml.safe_load((REPO / "playbooks/files/steps.yml").read_text())["steps"]
+DEFAULTS = yaml.safe_load((REPO / "roles/mesh_policies/defaults/main.yml").read_text())
 OPTIONS = yaml.safe_load((REPO / "roles/mesh_policies/meta/argument_specs.yml").read_text())[
     "argument_specs"
 ]["main"]["options"]
@@ -38,6 +39,9 @@ def test_step_names_are_unique_and_say_their_post():
 def test_each_step_is_what_the_role_accepts_and_keeps_the_ingress(step):
     assert set(step["sets"]) <= set(POLICY_SETS)
     assert {f"mesh_policies_{k}" for k in step.get("settings", {})} <= set(OPTIONS)
+    # step.yml puts back a default as written: never one that is a template
+    templated = [k for k in step.get("settings", {}) if "{{" in str(DEFAULTS[f"mesh_policies_{k}"])]
+    assert templated == []
     settings = mesh_policies_defaults(sets=step["sets"], ingress=True, **step.get("settings", {}))
     assert mesh_policies_problems(settings) == []
     kinds = {o["kind"] for o in mesh_policies_objects(settings)}
