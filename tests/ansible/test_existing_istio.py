@@ -205,9 +205,11 @@ def test_the_apps_use_an_istio_they_did_not_install_and_change_nothing_of_it(
     output = deployed.stdout + deployed.stderr
     try:
         assert deployed.returncode == 0, output
+        # Their revision's gateway first; the playground's own follows, as another revision's.
         assert (
             f"Istio found: istiod of revision {REVISION} in {control} (by Helm), with the Istio"
-            f" CNI; ingress gateways: istio=ingress in {ingress}." in " ".join(output.split())
+            f" CNI; ingress gateways: istio=ingress in {ingress}, istio=ingressgateway in"
+            " istio-ingress (revision default)." in " ".join(output.split())
         ), output
         core = client.CoreV1Api(local_api)
         labels = core.read_namespace(namespace).metadata.labels

@@ -151,6 +151,7 @@ def rendered(namespace: str, where: Path) -> list[dict]:
                 "playground_namespace": namespace,
                 "playground_observability": False,
                 "mesh_policies_sets": [],
+                "mesh_policies_ingress": False,  # no policy at all: the module has its own Gateway
                 "app_workloads": WORKLOADS,
                 "app_workloads_replicas": 1,
                 "playground_render_dest": str(dest),
