@@ -15,11 +15,13 @@ the Service (round robin) on the container port the Service's port targets, the 
 `kubectl port-forward svc/SERVICE` does; no NodePort, no route to pod IPs, any cluster. The
 request enters the pod on its loopback, so a sidecar's inbound side sees none of it; what the
 pod's app calls in turn goes through its sidecar as ever (the proxy's calls to the webserver).
-With --report it prints a tally to read instead (answers by status, version, webserver pod and
-path, the mesh's own answers, Took p50/p99) and each --expect entry ({what, share, tolerance}: see
-`share`) beside the share measured: `make step` (playbooks/step.yml) prints it for each step of
-the series. playbooks/canary.yml measures each step with it, Molecule verify steps assert on its
-counts, and pytest imports `measure`. docs/tour.md describes it.
+With --ready it exits 0 when each share holds (else 3): make step polls it until a change of the
+routes has reached the proxy's sidecar. With --report it prints a tally to read instead (answers by
+status, version, webserver pod and path, the mesh's own answers, Took p50/p99) and each --expect
+entry ({what, share, tolerance}: see `share`) beside the share measured: `make step`
+(playbooks/step.yml) prints it for each step of the series. playbooks/canary.yml measures each step
+with it, Molecule verify steps assert on its counts, and pytest imports `measure`. docs/tour.md
+describes it.
 """
 
 import argparse
@@ -231,6 +233,12 @@ def verdicts(measured: dict, expect: list[dict]) -> list[dict]:
     return found
 
 
+def ready(measured: dict, conditions: list[dict]) -> bool:
+    """Whether each condition ({what, min, max}: shares, as `share` names them) holds: that a
+    change of the routes has reached the proxy's sidecar (make step polls it before measuring)."""
+    return all(c.get("min", 0) <= share(measured, c["what"]) <= c.get("max", 1) for c in conditions)
+
+
 def _percentile(values: list[int], fraction: float) -> int | None:
     return values[min(len(values) - 1, int(fraction * len(values)))] if values else None
 
@@ -242,7 +250,7 @@ def report(measured: dict, expect: list[dict] = ()) -> str:
     n = measured["count"]
 
     def tally(counts: dict) -> str:
-        return ", ".join(f"{k} {v} ({v / max(n, 1):.2f})" for k, v in counts.items()) or "none"
+        return ", ".join(f"{k}: {v} ({v / max(n, 1):.2f})" for k, v in counts.items()) or "none"
 
     took = measured["took"]
     lines = [
@@ -277,12 +285,19 @@ def main() -> None:
     parser.add_argument(
         "--expect", default="[]", help="JSON [{what, share, tolerance}]: printed with --report"
     )
+    parser.add_argument(
+        "--ready", help="JSON [{what, min, max}]: exit 0 when every share holds, else 3"
+    )
     args = parser.parse_args()
     headers = dict(h.split(":", 1) for h in args.header)
     headers = {k.strip(): v.strip() for k, v in headers.items()}
     in_cluster = SERVICE_HOST.match(urllib.parse.urlsplit(args.url).hostname or "")
     forwarder = Forwarder(args.kubeconfig, args.context) if args.kubeconfig and in_cluster else None
     measured = measure(args.url, args.count, args.concurrency, headers, args.timeout, forwarder)
+    if args.ready is not None:
+        json.dump(measured, sys.stdout)
+        print()
+        sys.exit(0 if ready(measured, json.loads(args.ready)) else 3)
     if args.report:
         print(report(measured, json.loads(args.expect)))
         return

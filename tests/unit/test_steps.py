@@ -49,6 +49,9 @@ def test_each_step_is_what_the_role_accepts_and_keeps_the_ingress(step):
     for wanted in step["expect"]:
         traffic.share(MEASURED, wanted["what"])  # a measure traffic.py knows
         assert 0 <= wanted["share"] <= 1 and wanted.get("tolerance", 0) < 0.5
+    for condition in step.get("ready", []):
+        traffic.share(MEASURED, condition["what"])
+        assert 0 <= condition.get("min", 0) <= condition.get("max", 1) <= 1
 
 
 def test_share_counts_each_kind_of_answer_over_all_answers():
@@ -72,8 +75,27 @@ def test_the_report_puts_each_expectation_beside_what_was_measured():
     assert held["ok"] and held["measured"] == 0.6
     assert not missed["ok"] and missed["measured"] == 0.2
     report = traffic.report(MEASURED, expect)
-    assert "version       v1 6 (0.60), v2 2 (0.20)" in report
-    assert "webserver pod webserverv1-a 3 (0.30), webserverv1-b 3 (0.30)" in report
+    assert "version       v1: 6 (0.60), v2: 2 (0.20)" in report
+    assert "webserver pod webserverv1-a: 3 (0.30), webserverv1-b: 3 (0.30)" in report
     assert "took (proxy)  p50 3 ms, p99 5001 ms, max 5001 ms" in report
     assert "version v1: 0.50 +- 0.10, measured 0.600: as the post says" in report
     assert "took >= 5000: 0.50 +- 0.10, measured 0.200: NOT as the post says" in report
+
+
+def test_ready_holds_only_when_every_share_is_within_its_bounds():
+    assert traffic.ready(
+        MEASURED, [{"what": "version v2", "max": 0.2}, {"what": "code 500", "min": 0.1}]
+    )
+    assert not traffic.ready(MEASURED, [{"what": "version v2", "max": 0}])
+    assert not traffic.ready(MEASURED, [{"what": "mesh fault filter abort", "min": 0.5}])
+    assert traffic.ready(MEASURED, [])
+
+
+def test_a_step_that_changes_what_the_default_split_shows_waits_for_it():
+    """The inventory's 50/50 split is what runs before every step (each puts it back): a step
+    whose effect differs from it names a condition the split cannot meet in 20 requests."""
+    default = {"count": 20, "status": {"200": 20}, "version": {"v1": 10, "v2": 10}}
+    default.update(code={"200": 20}, other={}, by_path={"/": 20}, took=[5] * 20)
+    for step in STEPS:
+        if step.get("ready"):
+            assert not traffic.ready(default, step["ready"]), step["name"]
