@@ -294,15 +294,13 @@ def main() -> None:
     in_cluster = SERVICE_HOST.match(urllib.parse.urlsplit(args.url).hostname or "")
     forwarder = Forwarder(args.kubeconfig, args.context) if args.kubeconfig and in_cluster else None
     measured = measure(args.url, args.count, args.concurrency, headers, args.timeout, forwarder)
-    if args.ready is not None:
-        json.dump(measured, sys.stdout)
-        print()
-        sys.exit(0 if ready(measured, json.loads(args.ready)) else 3)
     if args.report:
         print(report(measured, json.loads(args.expect)))
         return
     json.dump(measured, sys.stdout)
     print()
+    if args.ready is not None:
+        sys.exit(0 if ready(measured, json.loads(args.ready)) else 3)
 
 
 if __name__ == "__main__":

@@ -311,6 +311,7 @@ def istio_found(istiods, injectors, cni_daemonsets, deployments, revision=""):
     single = own if own else found["gateways"]
     if len(single) == 1:
         found["gateway_selector"] = single[0]["selector"]
+    installer = _installer(istiod)
     gateways = ", ".join(
         f"istio={g['selector']['istio']} in {g['namespace']}"
         + ("" if g["revision"] == rev else f" (revision {g['revision']})")
@@ -319,14 +320,14 @@ def istio_found(istiods, injectors, cni_daemonsets, deployments, revision=""):
     found.update(
         namespace=namespace,
         revision=rev,
-        installer=_installer(istiod),
+        installer=installer,
         cni=cni,
         pod_security="restricted" if cni else "privileged",
         injection_labels=(
             {"istio-injection": "enabled"} if rev == "default" else {"istio.io/rev": rev}
         ),
         summary=(
-            f"istiod of revision {rev} in {namespace} (by {_installer(istiod)}), "
+            f"istiod of revision {rev} in {namespace} (by {installer}), "
             f"{'with' if cni else 'without'} the Istio CNI; ingress gateways: {gateways or 'none'}"
         ),
     )

@@ -40,9 +40,8 @@ SMALL = {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"cpu": "1", "m
 
 
 def helm(*args: str, check: bool = True):
-    build = yaml.safe_load((REPO / ".cluster" / "images.yml").read_text())
     result = run(
-        build["istio_mesh_helm_binary"], *args,
+        built_images()["istio_mesh_helm_binary"], *args,
         "--kubeconfig", str(KUBECONFIG), "--kube-context", CONTEXT,
     )  # fmt: skip
     assert result.returncode == 0 or not check, result.stdout + result.stderr
@@ -52,7 +51,7 @@ def helm(*args: str, check: bool = True):
 def install_their_istio(api: client.ApiClient, control: str, ingress: str, tmp: Path) -> None:
     """istiod and a gateway from Istio's charts, by Helm, as their own revision."""
     core = client.CoreV1Api(api)
-    build = yaml.safe_load((REPO / ".cluster" / "images.yml").read_text())
+    build = built_images()
     charts = Path(build["istio_mesh_charts_dir"])
     labels = {"team": "platform"}  # theirs, not ours
     for name in (control, ingress):
@@ -196,7 +195,7 @@ def test_the_apps_use_an_istio_they_did_not_install_and_change_nothing_of_it(
                 "playground_observability": False,
                 "mesh_policies_sets": ["subsets", "split", "gateway"],
                 "mesh_policies_split_weights": {"v1": 80, "v2": 20},
-                **({"app_workloads_images": built_images()["app_workloads_images"]}),
+                "app_workloads_images": built_images()["app_workloads_images"],
             }
         )
     )
