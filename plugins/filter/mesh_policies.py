@@ -12,6 +12,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+try:  # as an Ansible filter plugin, and imported by the unit tests
+    from ansible_collections.mesh_playground.playground.plugins.module_utils.gateway_api import (
+        gateway_api_twin,
+    )
+except ImportError:
+    from gateway_api import gateway_api_twin
+
 API_VERSION = "networking.istio.io/v1"
 SECURITY_API_VERSION = "security.istio.io/v1"
 # The role's own labels; the k8s_apply role adds ours (part-of, managed-by) to every object.
@@ -300,6 +307,24 @@ def _check_gateway(s):
     return problems
 
 
+def _check_gateway_api(s, chosen):
+    """With mesh_policies_api gateway-api: the chosen sets that have no Gateway API form, and
+    a load balancer other than the default (it would stay on the host's DestinationRule)."""
+    problems = [
+        f"mesh_policies_api gateway-api: the {name} set has no twin ({p.no_gateway_api}):"
+        " leave it out or use mesh_policies_api istio."
+        for name, p in chosen.items()
+        if p.no_gateway_api
+    ]
+    if "subsets" in chosen and s["load_balancer"] != "ROUND_ROBIN":
+        problems.append(
+            f"mesh_policies_api gateway-api: mesh_policies_load_balancer {s['load_balancer']}"
+            f" has no twin ({_NO_TWIN_POLICY}): leave it at ROUND_ROBIN or use"
+            " mesh_policies_api istio."
+        )
+    return problems
+
+
 @dataclass(frozen=True)
 class PolicySet:
     """One policy set: what it renders, the settings it reads, how it renders, what it needs."""
@@ -313,6 +338,9 @@ class PolicySet:
     check: Callable | None = None  # check(settings) -> problems of its combination with others
     # decides_all_traffic(settings): the set takes the catch-all route (at most one may).
     decides_all_traffic: Callable | None = None
+    # Why it has no form with mesh_policies_api gateway-api (None: it has one, or it is not
+    # routing and stays as it is: the security policies).
+    no_gateway_api: str | None = None
 
 
 _VS = "VirtualService `<host>`"
@@ -320,17 +348,32 @@ _DR = "DestinationRule `<host>`"
 _SUBSETS_WHY = "route to subsets of the DestinationRule"
 
 
-def _on_every_route(what, render, reads):
+# Why a DestinationRule's traffic policy has no Gateway API twin.
+_NO_TWIN_POLICY = (
+    "a DestinationRule traffic policy has no Gateway API form, and the HTTPRoute sends traffic to"
+    " the versions' own Services, which the DestinationRule of the host does not cover"
+)
+
+
+def _on_every_route(what, render, reads, no_gateway_api=None):
     """A set that adds `what` to every forwarding route of the host's VirtualService."""
     return PolicySet(
-        renders="on every forwarding route: " + what, shapes=_VS, render=render, reads=reads
+        renders="on every forwarding route: " + what,
+        shapes=_VS,
+        render=render,
+        reads=reads,
+        no_gateway_api=no_gateway_api,
     )
 
 
-def _on_the_destination_rule(what, render, reads):
+def _on_the_destination_rule(what, render, reads, no_gateway_api=_NO_TWIN_POLICY):
     """A set that shapes `what` of the host's DestinationRule (its trafficPolicy, subsets)."""
     return PolicySet(
-        renders="the DestinationRule's " + what, shapes=_DR, render=render, reads=reads
+        renders="the DestinationRule's " + what,
+        shapes=_DR,
+        render=render,
+        reads=reads,
+        no_gateway_api=no_gateway_api,
     )
 
 
@@ -397,21 +440,28 @@ POLICY_SETS = {
             "external_client_labels",
         ),
         decides_all_traffic=lambda s: bool(s["external_route_webserver"]),
+        no_gateway_api="a route to a ServiceEntry host with TLS origination has no"
+        " standard-channel form (backends are Services; BackendTLSPolicy originates TLS only"
+        " from a Gateway)",
     ),
     "fault-abort": _on_every_route(
         "a share of requests answered with an HTTP status",
         _fault_abort,
         ("fault_abort_percent", "fault_abort_status"),
+        "fault injection has no Gateway API form",
     ),
     "fault-delay": _on_every_route(
         "a share of requests held back before forwarding",
         _fault_delay,
         ("fault_delay_percent", "fault_delay_duration"),
+        "fault injection has no Gateway API form",
     ),
     "retry-5xx": _on_every_route(
         "retries and an overall timeout",
         _retry_5xx,
         ("retry_attempts", "retry_per_try_timeout", "retry_on", "retry_timeout"),
+        "HTTPRoute retries are in the experimental channel only (sigs.k8s.io/gateway-api v1.6,"
+        " which istiod pins; the standard channel is installed)",
     ),
     "timeout": _on_every_route(
         "a timeout for the whole request (then 504)",
@@ -422,6 +472,7 @@ POLICY_SETS = {
         "subsets (pods by labels) and its load balancer",
         _subsets,
         ("subsets", "load_balancer"),
+        no_gateway_api=None,  # the versions' Services; a load balancer is checked on its own
     ),
     "mtls": _on_the_destination_rule(
         "TLS mode for traffic to the host",
@@ -462,6 +513,7 @@ POLICY_SETS = {
             "gateway_port",
             "gateway_hosts",
             "gateway_route_host",
+            "gateway_service",
         ),
         check=_check_gateway,
     ),
@@ -506,6 +558,8 @@ def mesh_policies_objects(settings):
         http = [_forward(build, r) if forwards else r for r, forwards in build.routes]
         http.append(_forward(build, build.catch_all or default))
         objects.append(_obj(s, "VirtualService", s["host"], {"hosts": [s["host"]], "http": http}))
+    if s.get("api") == "gateway-api":
+        return gateway_api_twin(objects, s["service_port"], s["gateway_service"])
     return objects
 
 
@@ -591,6 +645,8 @@ def mesh_policies_problems(settings):
     for policy_set in chosen.values():
         if policy_set.check:
             problems.extend(policy_set.check(s))
+    if s.get("api") == "gateway-api":
+        problems.extend(_check_gateway_api(s, chosen))
     names = [sub["name"] for sub in s["subsets"]]
     if (
         not names

@@ -127,14 +127,25 @@ def test_each_set_reads_what_the_registry_says(name):
     assert mesh_policies.mesh_policies_objects(settings), f"{name} renders nothing"
     needed = set().union(*(mesh_policies.POLICY_SETS[n].reads for n in policy_set.needs))
     extra = (
-        settings.read - set(policy_set.reads) - needed - {"namespace", "sets", "ingress", "host"}
+        settings.read
+        - set(policy_set.reads)
+        - needed
+        - {"namespace", "sets", "ingress", "host", "api"}
     )
     assert extra == set(), f"{name} reads {extra}: list them in its registry entry"
 
 
 def test_every_policy_variable_is_read_by_a_set_or_the_role():
     read = set().union(*(p.reads for p in mesh_policies.POLICY_SETS.values()))
-    role_level = {"sets", "ingress", "host", "require_available", "rollout_timeout"}
+    role_level = {
+        "sets",
+        "ingress",
+        "host",
+        "api",
+        "service_port",
+        "require_available",
+        "rollout_timeout",
+    }
     defaults = set(mesh_policies_defaults()) - {"namespace"}
     assert defaults - read - role_level == set()
     assert read - defaults == set()

@@ -1,0 +1,155 @@
+"""The Kubernetes Gateway API twin of the mesh policies (mesh_policies_api gateway-api): the
+objects plugins/filter/mesh_policies.py renders for Istio's API, translated route by route, so
+that both APIs come from one rendering and can be measured on the same traffic.
+
+- the host's VirtualService (mesh traffic) becomes an HTTPRoute whose parent is the host's
+  Service (GAMMA: `parentRefs: [{group: "", kind: Service}]`): each Istio HTTP route one rule,
+  in order; a destination with a subset goes to the version's own Service (`<host><subset>`,
+  the apps' naming rule: webserverv1), since the Gateway API routes to Services, not subsets;
+- the series' Gateway and the VirtualService bound to it become a Gateway of class `istio`
+  whose address is the existing ingress gateway's Service (Istio's manual deployment: istiod
+  programs those gateway pods, it deploys none), in that Service's namespace as manual
+  deployment requires, and an HTTPRoute attached to it;
+- DestinationRules and security policies stay as they are. Which sets have no twin at all
+  (faults, retries, traffic policies) is the policy sets' own knowledge (mesh_policies.py):
+  the role refuses them before anything is rendered.
+"""
+
+import copy
+
+GATEWAY_API_VERSION = "gateway.networking.k8s.io/v1"
+
+
+def _backend(destination, port):
+    name = destination["host"] + destination.get("subset", "")
+    return {"name": name, "port": destination.get("port", {}).get("number", port)}
+
+
+def _full_path(value):
+    return {"type": "ReplaceFullPath", "replaceFullPath": value}
+
+
+def _match(match):
+    twin = {}
+    if "uri" in match:
+        (kind, value), *_ = match["uri"].items()
+        twin["path"] = {"type": {"exact": "Exact", "prefix": "PathPrefix"}[kind], "value": value}
+    if "headers" in match:
+        twin["headers"] = [
+            {
+                "name": name,
+                "value": value,
+                "type": {"exact": "Exact", "regex": "RegularExpression"}[kind],
+            }
+            for name, how in match["headers"].items()
+            for kind, value in how.items()
+        ]
+    return twin
+
+
+def _rule(route, port):
+    """One Istio HTTP route as an HTTPRoute rule."""
+    rule = {}
+    if "match" in route:
+        rule["matches"] = [_match(m) for m in route["match"]]
+    filters = []
+    if "redirect" in route:
+        redirect = {"path": _full_path(route["redirect"]["uri"]), "statusCode": 301}
+        if "authority" in route["redirect"]:
+            redirect["hostname"] = route["redirect"]["authority"]
+        filters.append({"type": "RequestRedirect", "requestRedirect": redirect})
+    if "rewrite" in route:
+        rewrite = {"path": _full_path(route["rewrite"]["uri"])}
+        if "authority" in route["rewrite"]:
+            rewrite["hostname"] = route["rewrite"]["authority"]
+        filters.append({"type": "URLRewrite", "urlRewrite": rewrite})
+    if filters:
+        rule["filters"] = filters
+    if "route" in route:
+        rule["backendRefs"] = [
+            dict(
+                _backend(d["destination"], port),
+                **({"weight": d["weight"]} if "weight" in d else {}),
+            )
+            for d in route["route"]
+        ]
+    if "timeout" in route:
+        rule["timeouts"] = {"request": route["timeout"]}
+    return rule
+
+
+def _http_route(virtual_service, parent, port, hostnames=()):
+    spec = {"parentRefs": [parent]}
+    if hostnames:
+        spec["hostnames"] = list(hostnames)
+    spec["rules"] = [_rule(r, port) for r in virtual_service["spec"]["http"]]
+    return {
+        "apiVersion": GATEWAY_API_VERSION,
+        "kind": "HTTPRoute",
+        "metadata": copy.deepcopy(virtual_service["metadata"]),
+        "spec": spec,
+    }
+
+
+def _gateway(gateway, gateway_service):
+    """The twin of the series' Gateway. Istio's manual deployment takes the address only from a
+    Service in the Gateway's own namespace, so the twin lives beside the gateway's Service and
+    admits routes from the app namespace alone."""
+    meta = copy.deepcopy(gateway["metadata"])
+    app_namespace = meta["labels"]["app.kubernetes.io/instance"]
+    meta["namespace"] = _service_namespace(gateway_service)
+    admitted = {"from": "Same"}
+    if meta["namespace"] != app_namespace:
+        selector = {"matchLabels": {"kubernetes.io/metadata.name": app_namespace}}
+        admitted = {"from": "Selector", "selector": selector}
+    listeners = [
+        {
+            "name": f"http-{server['port']['number']}",
+            "port": server["port"]["number"],
+            "protocol": "HTTP",
+            "allowedRoutes": {"namespaces": admitted},
+        }
+        for server in gateway["spec"]["servers"]
+    ]
+    return {
+        "apiVersion": GATEWAY_API_VERSION,
+        "kind": "Gateway",
+        "metadata": meta,
+        "spec": {
+            "gatewayClassName": "istio",
+            "addresses": [{"type": "Hostname", "value": gateway_service}],
+            "listeners": listeners,
+        },
+    }
+
+
+def _service_namespace(host):
+    """The namespace of a Service's in-cluster host name (<name>.<namespace>.svc...)."""
+    return host.split(".")[1]
+
+
+def gateway_api_twin(objects, service_port, gateway_service):
+    """The Gateway API twin of `objects` (rendered for Istio's API). `service_port`: the apps'
+    Services' port (backendRefs name one); `gateway_service`: the in-cluster host name of the
+    existing ingress gateway's Service (the twin Gateway's address)."""
+    twins = []
+    for obj in objects:
+        spec = obj["spec"]
+        if obj["kind"] == "Gateway":
+            twins.append(_gateway(obj, gateway_service))
+        elif obj["kind"] == "VirtualService" and spec.get("gateways"):
+            (name,) = (g.split("/")[1] for g in spec["gateways"])
+            hosts = [h for h in spec["hosts"] if h != "*"]
+            parent = {
+                "group": "gateway.networking.k8s.io",
+                "kind": "Gateway",
+                "name": name,
+                "namespace": _service_namespace(gateway_service),
+            }
+            twins.append(_http_route(obj, parent, service_port, hosts))
+        elif obj["kind"] == "VirtualService":
+            parent = {"group": "", "kind": "Service", "name": spec["hosts"][0]}
+            twins.append(_http_route(obj, parent, service_port))
+        else:
+            twins.append(obj)
+    return twins
