@@ -220,8 +220,8 @@ url: ## Where the apps answer from this machine: the ingress gateway (mesh on), 
 .PHONY: step
 STEP ?=
 KEEP ?=
-step: venv ## The series' examples one by one (docs/tour.md): list them; STEP=<name> applies one, measures it, compares with the post, puts the policies back (KEEP=1 leaves it)
-	ansible-playbook playbooks/step.yml $(if $(STEP),-e step=$(STEP)) $(if $(KEEP),-e step_keep=true)
+step: venv ## The series' examples one by one (docs/tour.md): list them; STEP=<name> applies one, measures it, compares with the post, puts the policies back (KEEP=1 leaves it; API=gateway-api its Gateway API twin)
+	ansible-playbook playbooks/step.yml $(if $(STEP),-e step=$(STEP)) $(if $(KEEP),-e step_keep=true) $(if $(API),-e step_api=$(API))
 
 .PHONY: observe-url
 observe-url: ## Where the live view, Zipkin and Prometheus answer from this machine (docs/observe.md)

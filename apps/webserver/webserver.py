@@ -3,7 +3,8 @@
 Every answer has the seed's body, byte for byte:
     <content> requested from <path> on <hostname> with code <status>
 Beyond the seed, for exploring a mesh: /healthz and /readyz (probes), /status/<code> and a
-bounded /delay/<seconds> (fault demos), and the version it runs as in the X-App-Version header.
+bounded /delay/<seconds> (fault demos), a pod made slow on purpose (RESPONSE_DELAY_SECONDS, for
+load balancing demos), and the version it runs as in the X-App-Version header.
 Configuration (environment, read once at start): see ../../docs/apps.md.
 """
 
@@ -22,6 +23,8 @@ CONTENT = env_text("SERVERCONTENT", "SERVERCONTNET", default="Hello world")
 HOSTNAME = socket.gethostname()
 FAIL_RATE = env_float("FAIL_RATE", 1 / 3, 0.0, 1.0)
 DELAY_MAX_SECONDS = env_float("DELAY_MAX_SECONDS", 30.0, 0.0, 3600.0)
+# Every answer but the probes' waits this long first: one slow pod among fast ones.
+RESPONSE_DELAY_SECONDS = env_float("RESPONSE_DELAY_SECONDS", 0.0, 0.0, 60.0)
 # Sent as a header: a Kubernetes-label-like token only, never anything a header could not carry.
 APP_VERSION = env_match(
     "APP_VERSION",
@@ -35,6 +38,8 @@ def application(environ, start_response):
     path = request_path(environ)
     if path == "/healthz" or path == "/readyz":
         return _respond(start_response, 200, "ok")
+    if RESPONSE_DELAY_SECONDS:
+        time.sleep(RESPONSE_DELAY_SECONDS)  # the slow pod being demonstrated
     code = 200
     if path == "/failsometimes":
         if _fails():

@@ -16,12 +16,13 @@ the Service (round robin) on the container port the Service's port targets, the 
 request enters the pod on its loopback, so a sidecar's inbound side sees none of it; what the
 pod's app calls in turn goes through its sidecar as ever (the proxy's calls to the webserver).
 With --ready it exits 0 when each share holds (else 3): make step polls it until a change of the
-routes has reached the proxy's sidecar. With --report it prints a tally to read instead (answers by
-status, version, webserver pod and path, the mesh's own answers, Took p50/p99) and each --expect
+routes has reached the proxy's sidecar. With --report it prints a tally to read instead (answers
+by status, version, webserver pod and path, the mesh's own answers, Took p50/p99) and each --expect
 entry ({what, share, tolerance}: see `share`) beside the share measured: `make step`
-(playbooks/step.yml) prints it for each step of the series. playbooks/canary.yml measures each step
-with it, Molecule verify steps assert on its counts, and pytest imports `measure`. docs/tour.md
-describes it.
+(playbooks/step.yml) prints it for each step of the series; with --strict too it exits 4 when an
+entry does not hold (Molecule mesh_steps asserts every step so). playbooks/canary.yml measures
+each step with it, Molecule verify steps assert on its counts, and pytest imports `measure`.
+docs/tour.md describes it.
 """
 
 import argparse
@@ -204,8 +205,11 @@ def share(measured: dict, what: str) -> float:
     """The share of all answers that `what` names: `version v1`, `code 500` (the webserver's
     code, as the proxy relays it), `status 200` (the answer's own), `path /redirected` (what the
     webserver was asked for), `mesh fault filter abort` (an answer the mesh gave instead of the
-    webserver), `took >= 5000` (the proxy's own milliseconds)."""
+    webserver), `took >= 5000` (the proxy's own milliseconds), `pod webserverv1-slow` (answers
+    of the webserver pods whose name starts so), `spread` (the most answers one webserver pod
+    gave less the fewest, over all answers: 0 when every pod answered as often)."""
     kind, _, value = what.partition(" ")
+    pods = measured.get("by_host", {})
     counts = {
         "version": measured["version"],
         "code": measured["code"],
@@ -216,10 +220,15 @@ def share(measured: dict, what: str) -> float:
     if kind == "took":
         floor = int(value.removeprefix(">=").strip())
         hits = sum(1 for took in measured["took"] if took >= floor)
+    elif kind == "pod":
+        hits = sum(n for pod, n in pods.items() if pod.startswith(value))
+    elif kind == "spread":
+        hits = max(pods.values()) - min(pods.values()) if pods else 0
     elif kind in counts:
         hits = counts[kind].get(value, 0)
     else:
-        raise ValueError(f"unknown measure {what!r}: one of {', '.join([*counts, 'took'])}")
+        known = ", ".join([*counts, "took", "pod", "spread"])
+        raise ValueError(f"unknown measure {what!r}: one of {known}")
     return hits / max(measured["count"], 1)
 
 
@@ -288,6 +297,9 @@ def main() -> None:
     parser.add_argument(
         "--ready", help="JSON [{what, min, max}]: exit 0 when every share holds, else 3"
     )
+    parser.add_argument(
+        "--strict", action="store_true", help="with --report: exit 4 when an --expect fails"
+    )
     args = parser.parse_args()
     headers = dict(h.split(":", 1) for h in args.header)
     headers = {k.strip(): v.strip() for k, v in headers.items()}
@@ -295,7 +307,10 @@ def main() -> None:
     forwarder = Forwarder(args.kubeconfig, args.context) if args.kubeconfig and in_cluster else None
     measured = measure(args.url, args.count, args.concurrency, headers, args.timeout, forwarder)
     if args.report:
-        print(report(measured, json.loads(args.expect)))
+        expect = json.loads(args.expect)
+        print(report(measured, expect))
+        if args.strict and not all(v["ok"] for v in verdicts(measured, expect)):
+            sys.exit(4)
         return
     json.dump(measured, sys.stdout)
     print()

@@ -31,6 +31,11 @@ def ours(obj):
     return labels.get(PART_OF) == OURS[PART_OF]
 
 
+def not_ours(objects):
+    """The objects (read from the cluster) that this project did not create."""
+    return [obj for obj in objects if not ours(obj)]
+
+
 def ours_labels(labels=None):
     """`labels` (e.g. a selector) and ours: what every applied object carries, for label
     selectors and for checking what was applied."""
@@ -360,6 +365,7 @@ class FilterModule:
             "gateway_service": gateway_service,
             "istio_not_ours": istio_not_ours,
             "istio_found": istio_found,
+            "not_ours": not_ours,
             "ours": ours,
             "ours_labels": ours_labels,
             "stored_versions": stored_versions,

@@ -308,20 +308,13 @@ def _check_gateway(s):
 
 
 def _check_gateway_api(s, chosen):
-    """With mesh_policies_api gateway-api: the chosen sets that have no Gateway API form, and
-    a load balancer other than the default (it would stay on the host's DestinationRule)."""
+    """With mesh_policies_api gateway-api: the chosen sets that have no Gateway API form."""
     problems = [
         f"mesh_policies_api gateway-api: the {name} set has no twin ({p.no_gateway_api}):"
         " leave it out or use mesh_policies_api istio."
         for name, p in chosen.items()
         if p.no_gateway_api
     ]
-    if "subsets" in chosen and s["load_balancer"] != "ROUND_ROBIN":
-        problems.append(
-            f"mesh_policies_api gateway-api: mesh_policies_load_balancer {s['load_balancer']}"
-            f" has no twin ({_NO_TWIN_POLICY}): leave it at ROUND_ROBIN or use"
-            " mesh_policies_api istio."
-        )
     return problems
 
 
@@ -338,21 +331,14 @@ class PolicySet:
     check: Callable | None = None  # check(settings) -> problems of its combination with others
     # decides_all_traffic(settings): the set takes the catch-all route (at most one may).
     decides_all_traffic: Callable | None = None
-    # Why it has no form with mesh_policies_api gateway-api (None: it has one, or it is not
-    # routing and stays as it is: the security policies).
+    # Why it has no form with mesh_policies_api gateway-api (None: it has one, or it stays
+    # Istio's: the DestinationRule's traffic policies, the security policies).
     no_gateway_api: str | None = None
 
 
 _VS = "VirtualService `<host>`"
 _DR = "DestinationRule `<host>`"
 _SUBSETS_WHY = "route to subsets of the DestinationRule"
-
-
-# Why a DestinationRule's traffic policy has no Gateway API twin.
-_NO_TWIN_POLICY = (
-    "a DestinationRule traffic policy has no Gateway API form, and the HTTPRoute sends traffic to"
-    " the versions' own Services, which the DestinationRule of the host does not cover"
-)
 
 
 def _on_every_route(what, render, reads, no_gateway_api=None):
@@ -366,14 +352,12 @@ def _on_every_route(what, render, reads, no_gateway_api=None):
     )
 
 
-def _on_the_destination_rule(what, render, reads, no_gateway_api=_NO_TWIN_POLICY):
-    """A set that shapes `what` of the host's DestinationRule (its trafficPolicy, subsets)."""
+def _on_the_destination_rule(what, render, reads):
+    """A set that shapes `what` of the host's DestinationRule (its trafficPolicy, subsets).
+    Traffic policies have no Gateway API form: with gateway-api they stay Istio's, on a
+    DestinationRule per version's Service (gateway_api.py)."""
     return PolicySet(
-        renders="the DestinationRule's " + what,
-        shapes=_DR,
-        render=render,
-        reads=reads,
-        no_gateway_api=no_gateway_api,
+        renders="the DestinationRule's " + what, shapes=_DR, render=render, reads=reads
     )
 
 
@@ -472,7 +456,6 @@ POLICY_SETS = {
         "subsets (pods by labels) and its load balancer",
         _subsets,
         ("subsets", "load_balancer"),
-        no_gateway_api=None,  # the versions' Services; a load balancer is checked on its own
     ),
     "mtls": _on_the_destination_rule(
         "TLS mode for traffic to the host",

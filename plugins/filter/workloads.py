@@ -401,9 +401,48 @@ def pull_failures(pods, deployments, events=(), backoff=False):
     return failures
 
 
+SLOW_LABEL = "mesh-playground/slow"
+
+
+def slow_pod(deployment, seconds):
+    """A Deployment `<name>-slow` of one pod from `deployment` (as read from the cluster): its pod
+    template with the pod labels kept (the same subset, behind the same Service) plus
+    mesh-playground/slow, every container's answers delayed by `seconds`
+    (RESPONSE_DELAY_SECONDS): one slow pod among the fast ones, for the load-balancer steps."""
+    meta, template = deployment["metadata"], deployment["spec"]["template"]
+    labels = dict(template["metadata"].get("labels") or {}, **{SLOW_LABEL: "true"})
+    selector = dict(deployment["spec"]["selector"]["matchLabels"], **{SLOW_LABEL: "true"})
+    containers = [
+        dict(
+            c,
+            env=[e for e in c.get("env", []) if e["name"] != "RESPONSE_DELAY_SECONDS"]
+            + [{"name": "RESPONSE_DELAY_SECONDS", "value": str(seconds)}],
+        )
+        for c in template["spec"]["containers"]
+    ]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": f"{meta['name']}-slow",
+            "namespace": meta["namespace"],
+            "labels": {k: v for k, v in (meta.get("labels") or {}).items()},
+        },
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": dict(template["metadata"], labels=labels),
+                "spec": dict(template["spec"], containers=containers),
+            },
+        },
+    }
+
+
 class FilterModule:
     def filters(self):
         return {
+            "slow_pod": slow_pod,
             "workload_name": workload_name,
             "workloads": workloads,
             "workload_services": workload_services,

@@ -10,9 +10,12 @@ that both APIs come from one rendering and can be measured on the same traffic.
   whose address is the existing ingress gateway's Service (Istio's manual deployment: istiod
   programs those gateway pods, it deploys none), in that Service's namespace as manual
   deployment requires, and an HTTPRoute attached to it;
-- DestinationRules and security policies stay as they are. Which sets have no twin at all
-  (faults, retries, traffic policies) is the policy sets' own knowledge (mesh_policies.py):
-  the role refuses them before anything is rendered.
+- the host's DestinationRule becomes one per version's Service (webserverv1, ...), each with the
+  host's traffic policy (load balancer, TLS, connection pool, outlier detection have no Gateway
+  API form: they stay Istio's, on the Services the HTTPRoute sends traffic to); ServiceEntries
+  and security policies stay as they are. Which sets have no twin at all (faults, retries, the
+  external service's route) is the policy sets' own knowledge (mesh_policies.py): the role
+  refuses them before anything is rendered.
 """
 
 import copy
@@ -93,10 +96,12 @@ def _http_route(virtual_service, parent, port, hostnames=()):
 
 def _gateway(gateway, gateway_service):
     """The twin of the series' Gateway. Istio's manual deployment takes the address only from a
-    Service in the Gateway's own namespace, so the twin lives beside the gateway's Service and
-    admits routes from the app namespace alone."""
+    Service in the Gateway's own namespace, so the twin lives beside the gateway's Service (named
+    after the app namespace too: every app namespace has its own) and admits routes from the app
+    namespace alone."""
     meta = copy.deepcopy(gateway["metadata"])
     app_namespace = meta["labels"]["app.kubernetes.io/instance"]
+    meta["name"] = _twin_gateway_name(gateway, gateway_service)
     meta["namespace"] = _service_namespace(gateway_service)
     admitted = {"from": "Same"}
     if meta["namespace"] != app_namespace:
@@ -123,6 +128,23 @@ def _gateway(gateway, gateway_service):
     }
 
 
+def _per_version(rule):
+    """The host's DestinationRule as one per version's Service, with its traffic policy."""
+    for subset in rule["spec"]["subsets"]:
+        twin = copy.deepcopy(rule)
+        twin["metadata"]["name"] = twin["spec"]["host"] = rule["spec"]["host"] + subset["name"]
+        del twin["spec"]["subsets"]
+        yield twin
+
+
+def _twin_gateway_name(gateway, gateway_service):
+    meta = gateway["metadata"]
+    app_namespace = meta["labels"]["app.kubernetes.io/instance"]
+    if _service_namespace(gateway_service) == app_namespace:
+        return meta["name"]
+    return f"{app_namespace}-{meta['name']}"
+
+
 def _service_namespace(host):
     """The namespace of a Service's in-cluster host name (<name>.<namespace>.svc...)."""
     return host.split(".")[1]
@@ -138,18 +160,20 @@ def gateway_api_twin(objects, service_port, gateway_service):
         if obj["kind"] == "Gateway":
             twins.append(_gateway(obj, gateway_service))
         elif obj["kind"] == "VirtualService" and spec.get("gateways"):
-            (name,) = (g.split("/")[1] for g in spec["gateways"])
+            (bound,) = (o for o in objects if o["kind"] == "Gateway")
             hosts = [h for h in spec["hosts"] if h != "*"]
             parent = {
                 "group": "gateway.networking.k8s.io",
                 "kind": "Gateway",
-                "name": name,
+                "name": _twin_gateway_name(bound, gateway_service),
                 "namespace": _service_namespace(gateway_service),
             }
             twins.append(_http_route(obj, parent, service_port, hosts))
         elif obj["kind"] == "VirtualService":
             parent = {"group": "", "kind": "Service", "name": spec["hosts"][0]}
             twins.append(_http_route(obj, parent, service_port))
+        elif obj["kind"] == "DestinationRule" and "subsets" in spec:
+            twins.extend(_per_version(obj))
         else:
             twins.append(obj)
     return twins

@@ -133,6 +133,17 @@ def test_delay_is_bounded(serve):
         assert b"DELAY_MAX_SECONDS" in response.body
 
 
+def test_a_slow_pod_delays_every_answer_but_the_probes(serve):
+    web = serve("webserver", RESPONSE_DELAY_SECONDS=0.3)
+    started = time.monotonic()
+    assert raw_request(web.port, "/healthz").status == 200
+    assert time.monotonic() - started < 0.3
+    started = time.monotonic()
+    response = raw_request(web.port, "/")
+    assert time.monotonic() - started >= 0.3
+    assert response.body == seed_body("Hello world", "/", 200)
+
+
 def test_failsometimes_fails_a_third_of_the_time(serve):
     """Binomial bounds: a correct 1/3 rate falls outside them with probability < 2e-6."""
     web = serve("webserver")
@@ -168,6 +179,7 @@ def test_fail_rate_is_configurable(serve, rate, expected):
         ({"FAIL_RATE": "2"}, "FAIL_RATE='2'"),
         ({"FAIL_SEED": "abc"}, "FAIL_SEED='abc'"),
         ({"DELAY_MAX_SECONDS": "-1"}, "DELAY_MAX_SECONDS='-1'"),
+        ({"RESPONSE_DELAY_SECONDS": "61"}, "RESPONSE_DELAY_SECONDS='61'"),
         ({"GUNICORN_THREADS": "0"}, "GUNICORN_THREADS='0'"),
         ({"PORT": "http"}, "PORT='http'"),
     ],

@@ -16,6 +16,7 @@ from k8s_apply import (
     applied_stale,
     istio_found,
     istio_not_ours,
+    not_ours,
     ours,
     ours_labels,
     stored_versions,
@@ -29,6 +30,7 @@ from workloads import (
     pull_failures,
     pull_secret_problems,
     rollout_state,
+    slow_pod,
     workload_name,
     workload_overrides,
     workload_problems,
@@ -543,6 +545,8 @@ def test_ours_is_the_part_of_label_and_nothing_else():
     assert not ours({"metadata": {"labels": {PART_OF: "istio"}}})
     assert not ours({"metadata": {"name": "x"}})
     assert not ours({}) and not ours(None)
+    theirs = {"metadata": {"name": "httproutes.gateway.networking.k8s.io"}}
+    assert not_ours([{"metadata": {"labels": OURS}}, theirs]) == [theirs]
 
 
 def test_ours_labels_add_ours_to_given_labels():
@@ -771,3 +775,32 @@ def test_istio_found_refuses_two_istiods_of_one_revision_and_unreadable_values()
     broken = dict(_injector("a", "default", True), data={"values": "not json"})
     (problem,) = istio_found([_istiod("a")], [broken], [], [])["problems"]
     assert "holds no readable `values`" in problem
+
+
+def test_a_slow_pod_is_one_more_pod_of_the_same_subset_with_its_answers_delayed():
+    v1 = {
+        "metadata": {"name": "webserverv1", "namespace": "ns", "uid": "u", "labels": {"a": "b"}},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": "webserver", "version": "v1"}},
+            "template": {
+                "metadata": {"labels": {"app": "webserver", "version": "v1"}},
+                "spec": {
+                    "containers": [{"name": "webserver", "env": [{"name": "X", "value": "1"}]}]
+                },
+            },
+        },
+        "status": {"replicas": 3},
+    }
+    slow = slow_pod(v1, 0.3)
+    assert slow["metadata"] == {"name": "webserverv1-slow", "namespace": "ns", "labels": {"a": "b"}}
+    assert slow["spec"]["replicas"] == 1 and "status" not in slow
+    labels = slow["spec"]["template"]["metadata"]["labels"]
+    assert labels == {"app": "webserver", "version": "v1", "mesh-playground/slow": "true"}
+    assert slow["spec"]["selector"]["matchLabels"] == labels  # not webserverv1's pods
+    (container,) = slow["spec"]["template"]["spec"]["containers"]
+    assert container["env"] == [
+        {"name": "X", "value": "1"},
+        {"name": "RESPONSE_DELAY_SECONDS", "value": "0.3"},
+    ]
+    assert v1["spec"]["template"]["metadata"]["labels"] == {"app": "webserver", "version": "v1"}

@@ -31,7 +31,17 @@ def test_a_split_routes_to_the_versions_services_by_weight_from_the_hosts_servic
             ]
         }
     ]
-    assert by_kind(objects, "DestinationRule") and not by_kind(objects, "VirtualService")
+    assert not by_kind(objects, "VirtualService")
+
+
+def test_the_hosts_traffic_policy_stays_istios_on_each_versions_service():
+    objects = twin(["subsets", "split", "mtls"], load_balancer="LEAST_CONN")
+    rules = {o["metadata"]["name"]: o["spec"] for o in by_kind(objects, "DestinationRule")}
+    policy = {"loadBalancer": {"simple": "LEAST_CONN"}, "tls": {"mode": "ISTIO_MUTUAL"}}
+    assert rules == {
+        "webserverv1": {"host": "webserverv1", "trafficPolicy": policy},
+        "webserverv2": {"host": "webserverv2", "trafficPolicy": policy},
+    }
 
 
 def test_redirect_rewrite_header_and_timeout_have_their_filters_and_fields():
@@ -70,6 +80,7 @@ def test_the_gateway_is_bound_to_the_existing_gateway_service():
     ]
     # Manual deployment: beside the gateway's Service, admitting routes of the app namespace.
     assert gateway["metadata"]["namespace"] == "istio-ingress"
+    assert gateway["metadata"]["name"] == "ns-default-gateway"  # one per app namespace
     app_namespace = {"matchLabels": {"kubernetes.io/metadata.name": "ns"}}
     assert gateway["spec"]["listeners"] == [
         {
@@ -85,7 +96,7 @@ def test_the_gateway_is_bound_to_the_existing_gateway_service():
         {
             "group": "gateway.networking.k8s.io",
             "kind": "Gateway",
-            "name": "default-gateway",
+            "name": "ns-default-gateway",
             "namespace": "istio-ingress",
         }
     ]
@@ -96,7 +107,7 @@ def test_the_gateway_is_bound_to_the_existing_gateway_service():
 def test_a_gateway_service_in_the_app_namespace_admits_routes_of_the_same_namespace():
     objects = twin(["gateway"], gateway_service="gw.ns.svc.cluster.local")
     (gateway,) = by_kind(objects, "Gateway")
-    assert gateway["metadata"]["namespace"] == "ns"
+    assert gateway["metadata"] == dict(gateway["metadata"], namespace="ns", name="default-gateway")
     assert gateway["spec"]["listeners"][0]["allowedRoutes"] == {"namespaces": {"from": "Same"}}
     (route,) = by_kind(objects, "HTTPRoute")
     assert "hostnames" not in route["spec"]  # hosts: "*"
@@ -111,17 +122,16 @@ def test_the_same_settings_render_istio_objects_with_api_istio():
 
 def test_sets_with_no_gateway_api_form_are_refused_saying_why():
     s = mesh_policies_defaults(
-        sets=["subsets", "split", "fault-abort", "retry-5xx", "connection-pool"],
+        sets=["subsets", "split", "fault-abort", "retry-5xx", "external-service"],
         api="gateway-api",
-        load_balancer="LEAST_CONN",
+        external_route_webserver=False,
     )
     problems = " ".join(mesh_policies_problems(s))
     assert "the fault-abort set has no twin (fault injection has no Gateway API form)" in problems
     assert (
         "retry-5xx set has no twin (HTTPRoute retries are in the experimental channel" in problems
     )
-    assert "connection-pool set has no twin (a DestinationRule traffic policy" in problems
-    assert "mesh_policies_load_balancer LEAST_CONN has no twin" in problems
+    assert "external-service set has no twin (a route to a ServiceEntry host" in problems
     assert mesh_policies_problems(dict(s, api="istio")) == []
 
 

@@ -54,6 +54,24 @@ def test_each_step_is_what_the_role_accepts_and_keeps_the_ingress(step):
         assert 0 <= condition.get("min", 0) <= condition.get("max", 1) <= 1
 
 
+def twin_problems(step):
+    """What the role says of the step's Gateway API twin ([]: it has one)."""
+    settings = mesh_policies_defaults(
+        sets=step["sets"], ingress=True, api="gateway-api", **step.get("settings", {})
+    )
+    return mesh_policies_problems(settings)
+
+
+def test_the_steps_with_a_gateway_api_twin_are_the_routing_ones():
+    twins = {s["name"] for s in STEPS if not twin_problems(s)}
+    assert {"virtualservice/route-v1", "virtualservice/redirect", "virtualservice/rewrite"} <= twins
+    assert {"destinationrule/subsets", "gateway/ingress"} <= twins
+    assert not {"virtualservice/abort", "virtualservice/delay", "virtualservice/retries"} & twins
+    for step in STEPS:
+        for problem in twin_problems(step):
+            assert "has no twin (" in problem, problem  # says why
+
+
 def test_share_counts_each_kind_of_answer_over_all_answers():
     assert traffic.share(MEASURED, "version v1") == 0.6
     assert traffic.share(MEASURED, "code 500") == 0.1
@@ -62,6 +80,8 @@ def test_share_counts_each_kind_of_answer_over_all_answers():
     assert traffic.share(MEASURED, "mesh fault filter abort") == 0.2
     assert traffic.share(MEASURED, "took >= 5000") == 0.2
     assert traffic.share(MEASURED, "version v3") == 0
+    assert traffic.share(MEASURED, "pod webserverv1") == 0.6
+    assert traffic.share(MEASURED, "spread") == 0.1  # (3 - 2) / 10
     with pytest.raises(ValueError, match="unknown measure 'pods 3'"):
         traffic.share(MEASURED, "pods 3")
 
