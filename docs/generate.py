@@ -295,8 +295,43 @@ def policy_objects_part(repo):
     return "\n".join(lines)
 
 
+def step_settings(repo, step, api):
+    """The mesh_policies settings of a step on the local playground (namespace mesh-playground),
+    without the inventory's ingress (make step keeps it): the step's own objects."""
+    defaults = load_yaml(repo / "roles" / "mesh_policies" / "defaults" / "main.yml")
+    settings = {k.removeprefix("mesh_policies_"): v for k, v in defaults.items()}
+    # The templated defaults, as they come out on the local playground.
+    settings.update(
+        namespace="mesh-playground",
+        gateway_selector={"istio": "ingressgateway"},
+        gateway_service="istio-ingressgateway.istio-ingress.svc.cluster.local",
+        service_port=80,
+        istio=None,
+        ingress=False,
+        sets=step["sets"],
+        api=api,
+    )
+    settings.update(step.get("settings", {}))
+    return settings
+
+
+def step_objects(repo, step, api):
+    """The objects a step applies in `api`, as YAML without the role's labels and annotations
+    (the same on every object), or why it has no Gateway API form."""
+    settings = step_settings(repo, step, api)
+    problems = mesh_policies.mesh_policies_problems(settings)
+    if problems:
+        return None, " ".join(problems)
+    objects = []
+    for obj in mesh_policies.mesh_policies_objects(settings):
+        meta = {k: v for k, v in obj["metadata"].items() if k in ("name", "namespace")}
+        objects.append(dict(obj, metadata=meta))
+    return yaml.safe_dump_all(objects, sort_keys=False, width=WIDTH).rstrip(), None
+
+
 def steps_part(repo):
-    """docs/tour.md's list: each step of playbooks/files/steps.yml, by post."""
+    """docs/tour.md's steps: each of playbooks/files/steps.yml, by post: the table, then each
+    step's objects in Istio's API and, where it has one, its Gateway API twin."""
     steps = yaml.safe_load((repo / "playbooks" / "files" / "steps.yml").read_text())["steps"]
     lines = [NOTE.format(source="playbooks/files/steps.yml")]
     for post in dict.fromkeys(s["post"] for s in steps):
@@ -305,21 +340,38 @@ def steps_part(repo):
             f"### {post}",
             "",
             "| step (`make step STEP=...`) | the example | sets, and the post's numbers"
-            " | what the post says you see |",
-            "|---|---|---|---|",
+            " | what the post says you see | Gateway API (`API=gateway-api`) |",
+            "|---|---|---|---|---|",
         ]
-        for s in (s for s in steps if s["post"] == post):
+        mine = [s for s in steps if s["post"] == post]
+        for s in mine:
             settings = ", ".join(
                 f"`{k}: {json.dumps(v, separators=(', ', ': '))}`"
                 for k, v in s.get("settings", {}).items()
             )
             applied = ", ".join(f"`{x}`" for x in s["sets"]) + (f"; {settings}" if settings else "")
             via = " (through the gateway)" if s.get("via") == "gateway" else ""
-            sent = f"{s.get('count', 200)} x `GET {s.get('path', '/')}`{via}"
+            slow = f"; one slow v1 pod, {s['slow_pod']} s" if "slow_pod" in s else ""
+            sent = f"{s.get('count', 200)} x `GET {s.get('path', '/')}`{via}{slow}"
+            _, why = step_objects(repo, s, "gateway-api")
+            twin = (
+                f"no form: {why.split('(', 1)[1].split('):')[0]}"
+                if why
+                else ("a twin, measured" if s.get("gateway_api") else "a twin")
+            )
             lines.append(
                 f"| `{s['name']}` | {table_cell(s['example'])} | {applied}; {sent}"
-                f" | {table_cell(s['says'])} |"
+                f" | {table_cell(s['says'])} | {table_cell(twin)} |"
             )
+        for s in mine:
+            istio, _ = step_objects(repo, s, "istio")
+            twin, _ = step_objects(repo, s, "gateway-api")
+            lines += ["", f"#### `{s['name']}`", "", table_cell(s["look"]), ""]
+            lines += ["<details><summary>What it applies (Istio's API)</summary>", ""]
+            lines += ["```yaml", istio, "```", "", "</details>"]
+            if twin and s.get("gateway_api"):
+                lines += ["<details><summary>... and its Gateway API twin</summary>", ""]
+                lines += ["```yaml", twin, "```", "", "</details>"]
     return "\n".join(lines)
 
 

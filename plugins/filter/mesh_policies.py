@@ -250,6 +250,17 @@ def _strict_mtls(s, b):
     )
 
 
+def _outbound_traffic_policy(s, b):
+    b.objects.append(
+        _obj(
+            s,
+            "Sidecar",
+            "default",
+            {"outboundTrafficPolicy": {"mode": s["outbound_traffic_policy"]}},
+        )
+    )
+
+
 def _deny_v2_caller(s, b):
     subset = next(sub for sub in s["subsets"] if sub["name"] == s["denied_subset"])
     principal = f"cluster.local/ns/{s['namespace']}/sa/{s['denied_caller']}"
@@ -512,6 +523,13 @@ POLICY_SETS = {
         shapes="AuthorizationPolicy `deny-<caller>-to-<subset>` (`security.istio.io/v1`)",
         render=_deny_v2_caller,
         reads=("denied_caller", "denied_subset", "subsets"),
+    ),
+    "outbound-traffic-policy": PolicySet(
+        renders="a Sidecar for the namespace with its own outbound traffic policy: REGISTRY_ONLY"
+        " refuses a host no Service or ServiceEntry names, ALLOW_ANY passes it through",
+        shapes="Sidecar `default`",
+        render=_outbound_traffic_policy,
+        reads=("outbound_traffic_policy",),
     ),
 }
 
