@@ -353,12 +353,13 @@ def steps_part(repo):
             via = " (through the gateway)" if s.get("via") == "gateway" else ""
             slow = f"; one slow v1 pod, {s['slow_pod']} s" if "slow_pod" in s else ""
             sent = f"{s.get('count', 200)} x `GET {s.get('path', '/')}`{via}{slow}"
-            _, why = step_objects(repo, s, "gateway-api")
-            twin = (
-                f"no form: {why.split('(', 1)[1].split('):')[0]}"
-                if why
-                else ("a twin, measured" if s.get("gateway_api") else "a twin")
-            )
+            objects, why = step_objects(repo, s, "gateway-api")
+            if why:
+                twin = f"no form: {why.split('(', 1)[1].split('):')[0]}"
+            elif "gateway.networking.k8s.io" in objects:
+                twin = "a twin (HTTPRoute" + (", Gateway)" if "kind: Gateway" in objects else ")")
+            else:
+                twin = "no route: the same objects in both APIs"
             lines.append(
                 f"| `{s['name']}` | {table_cell(s['example'])} | {applied}; {sent}"
                 f" | {table_cell(s['says'])} | {table_cell(twin)} |"

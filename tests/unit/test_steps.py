@@ -74,6 +74,20 @@ def test_the_steps_with_a_gateway_api_twin_are_the_routing_ones():
             assert twin_problems(step) == [], step["name"]
 
 
+def test_every_step_whose_twin_routes_differently_is_measured_with_it():
+    """A step whose twin holds Gateway API objects runs with it in mesh_steps (gateway_api);
+    one whose objects are the same in both APIs (no route: connection-pool) need not."""
+    for step in STEPS:
+        if twin_problems(step):
+            continue
+        settings = mesh_policies_defaults(
+            sets=step["sets"], ingress=False, api="gateway-api", **step.get("settings", {})
+        )
+        kinds = {o["apiVersion"] for o in mesh_policies_objects(settings)}
+        routes_differ = "gateway.networking.k8s.io/v1" in kinds
+        assert bool(step.get("gateway_api")) == routes_differ, step["name"]
+
+
 def test_share_counts_each_kind_of_answer_over_all_answers():
     assert traffic.share(MEASURED, "version v1") == 0.6
     assert traffic.share(MEASURED, "code 500") == 0.1
