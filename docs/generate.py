@@ -263,8 +263,9 @@ def policy_sets_part(repo):
     lines = [
         NOTE.format(source="POLICY_SETS in plugins/filter/mesh_policies.py"),
         "",
-        "| set | renders | variables it reads | needs; refused with |",
-        "|---|---|---|---|",
+        "| set | renders | variables it reads | needs; refused with | with `mesh_policies_api:"
+        " gateway-api` |",
+        "|---|---|---|---|---|",
     ]
     deciders = [n for n, p in mesh_policies.POLICY_SETS.items() if p.decides_all_traffic]
     for name, p in mesh_policies.POLICY_SETS.items():
@@ -276,9 +277,22 @@ def policy_sets_part(repo):
             needs.append("refused with " + text(p.check.__doc__).rstrip("."))
         lines.append(
             f"| `{name}` | {table_cell(p.renders)} | {_variables(p.reads)}"
-            f" | {table_cell('; '.join(needs) or '-')} |"
+            f" | {table_cell('; '.join(needs) or '-')} | {table_cell(_gateway_api(name, p))} |"
         )
     return "\n".join(lines)
+
+
+def _gateway_api(name, policy_set):
+    """What a set becomes with mesh_policies_api gateway-api (plugins/module_utils/gateway_api.py)."""
+    if policy_set.no_gateway_api:
+        return f"refused: {policy_set.no_gateway_api}"
+    if policy_set.shapes == mesh_policies._DR or name == "subsets":
+        return "kept as Istio's, on a DestinationRule per version's Service"
+    if policy_set.shapes == mesh_policies._VS:
+        return "the HTTPRoute's rules"
+    if name == "gateway":
+        return "a Gateway API Gateway on the existing gateway's Service, an HTTPRoute bound to it"
+    return "kept as Istio's"
 
 
 def policy_objects_part(repo):
