@@ -283,7 +283,7 @@ def policy_sets_part(repo):
 
 
 def _gateway_api(name, policy_set):
-    """What a set becomes with mesh_policies_api gateway-api (plugins/module_utils/gateway_api.py)."""
+    """What a set becomes with mesh_policies_api gateway-api (module_utils/gateway_api.py)."""
     if policy_set.no_gateway_api:
         return f"refused: {policy_set.no_gateway_api}"
     if policy_set.shapes == mesh_policies._DR or name == "subsets":
