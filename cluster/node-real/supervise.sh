@@ -339,6 +339,13 @@ kubelet_up() {
 		imageGCHighThresholdPercent: 99
 		imageGCLowThresholdPercent: 98
 		serializeImagePulls: false
+		# The images built here are imported, never pulled: no registry has them. Kubelet
+		# re-checks pull credentials for an image it once pulled with a Secret (1.35:
+		# KubeletEnsureSecretPulledImages), and the same image pushed to a registry and pulled
+		# from it (make images-push, tests/e2e/test_registry.py) makes the local name need a pull
+		# that cannot succeed. Ours are never re-checked; every other image always is.
+		imagePullCredentialsVerificationPolicy: NeverVerifyAllowlistedImages
+		preloadedImagesVerificationAllowlist: ["localhost/mesh-playground/*"]
 		failSwapOn: false
 		nodeStatusReportFrequency: 10s
 		shutdownGracePeriod: 0s
