@@ -31,6 +31,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "plugins" / "filter"), str(REPO / "plugins" / "module_utils")]
+import k8s_apply  # noqa: E402 - gateway_service, from the plugins directory
 import mesh_policies  # noqa: E402 - the registry of policy sets, from the plugins directory
 
 COLLECTION = "mesh_playground.playground"
@@ -309,24 +310,45 @@ def policy_objects_part(repo):
     return "\n".join(lines)
 
 
-def step_settings(repo, step, api):
-    """The mesh_policies settings of a step on the local playground (namespace mesh-playground),
-    without the inventory's ingress (make step keeps it): the step's own objects."""
+# The mesh_policies defaults that are templates, by a piece of each: what they resolve to on the
+# local playground is set in mesh_policies_settings.
+TEMPLATED_POLICY_DEFAULTS = {
+    "gateway_selector": "default({'istio': 'ingressgateway'}, true)",  # playground_istio_found
+    "gateway_service": "gateway_service(",  # playground_istio_found
+    "service_port": "app_workloads_service_port",
+}
+
+
+def mesh_policies_settings(repo=REPO, **overrides):
+    """The mesh_policies role's settings at their defaults (defaults/main.yml), unprefixed, as
+    plugins/filter/mesh_policies.py takes them, the templated ones resolved as on the local
+    playground (no Istio found: ours; the apps' port 80), namespace mesh-playground; then
+    `overrides`. The docs render the steps from these, the unit tests start from them
+    (tests/policy_settings.py)."""
     defaults = load_yaml(repo / "roles" / "mesh_policies" / "defaults" / "main.yml")
     settings = {k.removeprefix("mesh_policies_"): v for k, v in defaults.items()}
-    # The templated defaults, as they come out on the local playground.
+    for key, piece in TEMPLATED_POLICY_DEFAULTS.items():
+        if piece not in str(settings[key]):
+            raise SystemExit(
+                f"mesh_policies_{key}'s default changed: resolve it in docs/generate.py"
+            )
+    selector = {"istio": "ingressgateway"}
     settings.update(
         namespace="mesh-playground",
-        gateway_selector={"istio": "ingressgateway"},
-        gateway_service="istio-ingressgateway.istio-ingress.svc.cluster.local",
+        gateway_selector=selector,
+        gateway_service=k8s_apply.gateway_service(None, selector),
         service_port=80,
-        istio=None,
-        ingress=False,
-        sets=step["sets"],
-        api=api,
     )
-    settings.update(step.get("settings", {}))
+    settings.update(overrides)
     return settings
+
+
+def step_settings(repo, step, api):
+    """The mesh_policies settings of a step on the local playground, without the inventory's
+    ingress (make step keeps it): the step's own objects."""
+    return mesh_policies_settings(
+        repo, ingress=False, sets=step["sets"], api=api, **step.get("settings", {})
+    )
 
 
 def step_objects(repo, step, api):

@@ -1,27 +1,16 @@
 """The mesh_policies role's settings at their defaults (defaults/main.yml), as the renderer and
-the checks of plugins/filter/mesh_policies.py take them: the unit tests' starting point."""
+the checks of plugins/filter/mesh_policies.py take them: the unit tests' starting point, the same
+as the docs render the steps from (docs/generate.py, mesh_policies_settings), in namespace ns."""
 
+import importlib.util
 from pathlib import Path
 
-import yaml
-
-DEFAULTS = Path(__file__).resolve().parents[1] / "roles" / "mesh_policies" / "defaults" / "main.yml"
+_spec = importlib.util.spec_from_file_location(
+    "docs_generate", Path(__file__).resolve().parents[1] / "docs" / "generate.py"
+)
+_generate = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_generate)
 
 
 def mesh_policies_defaults(**overrides):
-    settings = {
-        k.removeprefix("mesh_policies_"): v for k, v in yaml.safe_load(DEFAULTS.read_text()).items()
-    }
-    # Templated from role target's playground_istio_found (not there) and app_workloads' port: their
-    # fallbacks.
-    assert "default({'istio': 'ingressgateway'}, true)" in settings["gateway_selector"]
-    assert "gateway_service(" in settings["gateway_service"]
-    assert "app_workloads_service_port" in settings["service_port"]
-    settings.update(
-        namespace="ns",
-        gateway_selector={"istio": "ingressgateway"},
-        gateway_service="istio-ingressgateway.istio-ingress.svc.cluster.local",
-        service_port=80,
-    )
-    settings.update(**overrides)
-    return settings
+    return _generate.mesh_policies_settings(**{"namespace": "ns", **overrides})
