@@ -320,13 +320,12 @@ def _check_gateway(s):
 
 def _check_gateway_api(s, chosen):
     """With mesh_policies_api gateway-api: the chosen sets that have no Gateway API form."""
-    problems = [
+    return [
         f"mesh_policies_api gateway-api: the {name} set has no twin ({p.no_gateway_api}):"
         " leave it out or use mesh_policies_api istio."
         for name, p in chosen.items()
         if p.no_gateway_api
     ]
-    return problems
 
 
 @dataclass(frozen=True)

@@ -101,8 +101,9 @@ def _gateway(gateway, gateway_service):
     namespace alone."""
     meta = copy.deepcopy(gateway["metadata"])
     app_namespace = meta["labels"]["app.kubernetes.io/instance"]
-    meta["name"] = _twin_gateway_name(gateway, gateway_service)
-    meta["namespace"] = _service_namespace(gateway_service)
+    meta["namespace"] = gateway_service.split(".")[1]  # <name>.<namespace>.svc...
+    if meta["namespace"] != app_namespace:
+        meta["name"] = f"{app_namespace}-{meta['name']}"
     admitted = {"from": "Same"}
     if meta["namespace"] != app_namespace:
         selector = {"matchLabels": {"kubernetes.io/metadata.name": app_namespace}}
@@ -137,36 +138,24 @@ def _per_version(rule):
         yield twin
 
 
-def _twin_gateway_name(gateway, gateway_service):
-    meta = gateway["metadata"]
-    app_namespace = meta["labels"]["app.kubernetes.io/instance"]
-    if _service_namespace(gateway_service) == app_namespace:
-        return meta["name"]
-    return f"{app_namespace}-{meta['name']}"
-
-
-def _service_namespace(host):
-    """The namespace of a Service's in-cluster host name (<name>.<namespace>.svc...)."""
-    return host.split(".")[1]
-
-
 def gateway_api_twin(objects, service_port, gateway_service):
     """The Gateway API twin of `objects` (rendered for Istio's API). `service_port`: the apps'
     Services' port (backendRefs name one); `gateway_service`: the in-cluster host name of the
     existing ingress gateway's Service (the twin Gateway's address)."""
+    # The series' one Gateway (the gateway set), and the route bound to it attaches to its twin.
+    gateway = next((_gateway(o, gateway_service) for o in objects if o["kind"] == "Gateway"), None)
     twins = []
     for obj in objects:
         spec = obj["spec"]
         if obj["kind"] == "Gateway":
-            twins.append(_gateway(obj, gateway_service))
+            twins.append(gateway)
         elif obj["kind"] == "VirtualService" and spec.get("gateways"):
-            (bound,) = (o for o in objects if o["kind"] == "Gateway")
             hosts = [h for h in spec["hosts"] if h != "*"]
             parent = {
                 "group": "gateway.networking.k8s.io",
                 "kind": "Gateway",
-                "name": _twin_gateway_name(bound, gateway_service),
-                "namespace": _service_namespace(gateway_service),
+                "name": gateway["metadata"]["name"],
+                "namespace": gateway["metadata"]["namespace"],
             }
             twins.append(_http_route(obj, parent, service_port, hosts))
         elif obj["kind"] == "VirtualService":
