@@ -164,9 +164,9 @@ prebuild:
 		$(if $(filter real,$(PREBUILD_NODE_MODE)),node-binaries) cluster-binaries \
 		$(if $(filter real,$(PREBUILD_NODE_MODE)),mesh-binaries)
 
-node-binaries: # the real node's: Debian packages, image bases and app images (mostly downloads), CoreDNS
+node-binaries: # the real node's: Debian packages, image bases and app images (mostly downloads), CoreDNS, kube-router
 	@images/base.sh >/dev/null && images/base.sh jre >/dev/null && images/pause.sh >/dev/null && \
-		images/apps.sh >/dev/null && cluster/build.sh coredns
+		images/apps.sh >/dev/null && cluster/build.sh coredns kube-router
 
 mesh-binaries: # Istio (without istioctl), Helm, Prometheus, Envoy, Zipkin
 	@cluster/istio-build.sh helm istio prometheus envoy zipkin

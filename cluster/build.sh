@@ -2,8 +2,8 @@
 # Builds the local cluster's programs from the Go module proxy (versions: cluster/versions.env)
 # into ~/.cache/mesh-playground/<component>/<version>/bin and reuses them when present.
 #
-#   cluster/build.sh [kubernetes|etcd|kwok|coredns]...  (default: the first three; coredns is
-#                                                     the real node's, cluster/node-real/)
+#   cluster/build.sh [kubernetes|etcd|kwok|coredns|kube-router]...  (default: the first three;
+#                                   coredns and kube-router are the real node's, cluster/node-real/)
 #
 # Each build leaves build-info.env next to its bin/: how long it took and how many packages had
 # to be compiled (a cold build compiles nearly all of them; with a warm ~/.cache/go-build only
@@ -186,6 +186,31 @@ build_coredns() {
 	build_main "$home" coredns "github.com/coredns/coredns@$COREDNS_VERSION" "-s -w" "$started"
 }
 
+# kube-router's own command, built against its published requirements with KUBE_ROUTER_RAISE's
+# versions instead of the older ones it pins (a wrapper module, as for Kubernetes).
+build_kube_router() {
+	local home=$KUBE_ROUTER_HOME src=$KUBE_ROUTER_HOME/src started=$SECONDS pkg
+	pkg=github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
+	if have_build "$home" kube-router; then
+		info "kube-router $KUBE_ROUTER_VERSION: reusing $home/bin"
+		return
+	fi
+	require_go
+	info "building kube-router $KUBE_ROUTER_VERSION (its NetworkPolicy controller runs on the real node) into $home/bin (~2 min cold on 2 cores)"
+	rm -rf "$src" && mkdir -p "$src"
+	cd "$src"
+	printf 'module localbuild/kube-router\n\ngo %s\n' "$GO_MIN_VERSION" >go.mod
+	printf '//go:build tools\n\npackage tools\n\nimport _ "%s"\n' "$pkg" >tools.go
+	go mod edit -require="github.com/cloudnativelabs/kube-router/v2@$KUBE_ROUTER_VERSION"
+	info "resolving modules (downloads on first run)"
+	GOFLAGS=-mod=mod go mod tidy -e 2>&1 | grep -v '^go: downloading' | tail -5 || true
+	# shellcheck disable=SC2086 # a list of module@version
+	GOFLAGS=-mod=mod go get $KUBE_ROUTER_RAISE 2>&1 | grep -v '^go: downloading' | tail -5 || true
+	go_build "$home" "kube-router" -tags tools -ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" "$pkg"
+	write_build_info "$home" "$KUBE_ROUTER_VERSION" $((SECONDS - started))
+	info "kube-router $KUBE_ROUTER_VERSION built in $(fmt_duration $((SECONDS - started)))"
+}
+
 build_kwok() {
 	local home=$KWOK_HOME src started=$SECONDS kustomization resource dir
 	if have_build "$home" kwok && [ -s "$home/stages.yaml" ]; then
@@ -225,7 +250,8 @@ main() {
 	for what in "$@"; do
 		case $what in
 		kubernetes | etcd | kwok | coredns) ("build_$what") ;;
-		*) die "unknown component '$what' (expected: kubernetes, etcd, kwok, coredns)" ;;
+		kube-router) (build_kube_router) ;;
+		*) die "unknown component '$what' (expected: kubernetes, etcd, kwok, coredns, kube-router)" ;;
 		esac
 	done
 }

@@ -25,12 +25,14 @@ die() {
 
 # ---------------------------------------------------------------- caches
 # Build outputs, downloads and images live outside the repo, one directory per component and
-# version (Kubernetes, etcd, KWOK, CoreDNS, Istio's CRDs, images/), shared by every checkout.
+# version (Kubernetes, etcd, KWOK, CoreDNS, kube-router, Istio's CRDs, images/), shared by every checkout.
 CACHE_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/mesh-playground
 K8S_HOME=$CACHE_DIR/k8s/$KUBERNETES_VERSION
 ETCD_HOME=$CACHE_DIR/etcd/$ETCD_VERSION
 KWOK_HOME=$CACHE_DIR/kwok/$KWOK_VERSION
 COREDNS_HOME=$CACHE_DIR/coredns/$COREDNS_VERSION
+# Keyed by the raised dependencies too: another set is another build.
+KUBE_ROUTER_HOME=$CACHE_DIR/kube-router/$KUBE_ROUTER_VERSION-$(printf '%s' "$KUBE_ROUTER_RAISE" | sha256sum | cut -c1-8)
 
 # ---------------------------------------------------------------- the cluster instance
 # A checkout runs its default cluster and, beside it, named ones (CLUSTER_NAME=second, or

@@ -1,5 +1,6 @@
 # Settings of the real node (sourced after cluster/lib.sh). One node, one bridge, host processes:
-# containerd (Debian), kubelet and kube-proxy (built at KUBERNETES_VERSION), CoreDNS (Go module).
+# containerd (Debian), kubelet and kube-proxy (built at KUBERNETES_VERSION), CoreDNS and
+# kube-router's NetworkPolicy controller (Go modules).
 # shellcheck shell=bash disable=SC2034
 
 NODE_NAME=${CLUSTER_REAL_NODE_NAME:-mesh-playground-node}
@@ -37,5 +38,6 @@ COREDNS_READY_PORT=${CLUSTER_COREDNS_READY_PORT:-18181}
 KUBELET_HEALTHZ_PORT=${CLUSTER_KUBELET_HEALTHZ_PORT:-10248}
 KUBE_PROXY_HEALTHZ_PORT=${CLUSTER_KUBE_PROXY_HEALTHZ_PORT:-10256}
 KUBE_PROXY_METRICS_PORT=${CLUSTER_KUBE_PROXY_METRICS_PORT:-10249}
+KUBE_ROUTER_HEALTH_PORT=${CLUSTER_KUBE_ROUTER_HEALTH_PORT:-20244}
 
 ctr_k8s() { ctr --address "$CONTAINERD_SOCKET" --namespace k8s.io "$@"; }

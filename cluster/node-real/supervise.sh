@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The real node as one supervised component (started by cluster.sh as "real-node"; see node.sh).
 #
-# Starts, in order, the bridge and firewall rules, containerd, CoreDNS, kubelet and kube-proxy
-# as its children (each with its own log in .cluster/logs/), then waits. On SIGTERM, or when a
-# child dies, it takes the node apart in the order that leaves nothing behind: kubelet first
-# (so nothing restarts pods), then every pod (tasks, containers, network namespaces, mounts),
-# kube-proxy and its iptables rules, CoreDNS, containerd, the bridge, the sysctls.
+# Starts, in order, the bridge and firewall rules, containerd, CoreDNS, kubelet, kube-proxy and
+# kube-router (NetworkPolicy) as its children (each with its own log in .cluster/logs/), then
+# waits. On SIGTERM, or when a child dies, it takes the node apart in the order that leaves
+# nothing behind: kubelet first (so nothing restarts pods), then every pod (tasks, containers,
+# network namespaces, mounts), kube-router, kube-proxy and their iptables rules and ipsets,
+# CoreDNS, containerd, the bridge, the sysctls.
 #
 #   supervise.sh                 run the node (the control plane must be up)
 #   supervise.sh cleanup         take apart what a killed supervisor left behind
@@ -378,6 +379,48 @@ kube_proxy_up() {
 	wait_until kube-proxy 60 "kube-proxy healthz" curl -s "http://127.0.0.1:$KUBE_PROXY_HEALTHZ_PORT/healthz"
 }
 
+# ---------------------------------------------------------------- NetworkPolicy
+# kube-router's policy controller alone (no routing, no service proxy): it turns NetworkPolicies
+# into iptables chains (KUBE-ROUTER-*, KUBE-POD-FW-*, KUBE-NWPLCY-*) and ipsets, on this node.
+network_policy_up() {
+	kubectl_admin apply --server-side --field-manager=mesh-playground-node -f - >/dev/null <<-YAML
+		apiVersion: rbac.authorization.k8s.io/v1
+		kind: ClusterRole
+		metadata: {name: "mesh-playground:kube-router"}
+		rules:
+		- apiGroups: [""]
+		  resources: [namespaces, pods, services, endpoints, nodes]
+		  verbs: [get, list, watch]
+		- apiGroups: [networking.k8s.io]
+		  resources: [networkpolicies]
+		  verbs: [get, list, watch]
+		- apiGroups: [discovery.k8s.io]
+		  resources: [endpointslices]
+		  verbs: [get, list, watch]
+		---
+		apiVersion: rbac.authorization.k8s.io/v1
+		kind: ClusterRoleBinding
+		metadata: {name: "mesh-playground:kube-router"}
+		roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "mesh-playground:kube-router"}
+		subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "mesh-playground:kube-router"}]
+	YAML
+	spawn kube-router "$KUBE_ROUTER_HOME/bin/kube-router" \
+		--kubeconfig="$CONF_DIR/real-node-kube-router.kubeconfig" --hostname-override="$NODE_NAME" \
+		--run-firewall=true --run-router=false --run-service-proxy=false --run-loadbalancer=false \
+		--service-cluster-ip-range="$SERVICE_CIDR" --health-port="$KUBE_ROUTER_HEALTH_PORT" --metrics-port=0
+	wait_until kube-router 60 "kube-router healthz" curl -sf "http://127.0.0.1:$KUBE_ROUTER_HEALTH_PORT/healthz"
+}
+
+# Its ipsets, once no rule uses them (kube_iptables_down removed its chains: they are KUBE-*).
+# Its --cleanup-config panics on a kernel without IPVS.
+network_policy_sets_down() {
+	command -v ipset >/dev/null || return 0
+	local set
+	for set in $(ipset list -name 2>/dev/null | grep -E '^(KUBE-(SRC|DST)-|kube-router-)'); do
+		ipset destroy "$set" 2>/dev/null || warn "could not destroy ipset $set"
+	done
+}
+
 # ---------------------------------------------------------------- up / down
 down() {
 	trap - TERM INT
@@ -391,8 +434,10 @@ down() {
 			warn "could not delete Node $NODE_NAME (is the apiserver down?)"
 	fi
 	pods_down
+	stop_child kube-router 10
 	stop_child kube-proxy 10
 	kube_iptables_down
+	network_policy_sets_down
 	stop_child coredns 10
 	stop_child containerd 20
 	mounts_down
@@ -409,11 +454,12 @@ up() {
 	coredns_up
 	kubelet_up
 	kube_proxy_up
+	network_policy_up
 	info "real node up in $((SECONDS - started))s"
 	# Stay in the foreground; a child that dies takes the node down (status shows it dead).
 	while true; do
 		wait -n || true
-		for child in containerd coredns kubelet kube-proxy; do
+		for child in containerd coredns kubelet kube-proxy kube-router; do
 			if [ -e "$CHILD_PIDS/$child" ] && ! process_alive "$child"; then
 				log_tail "$child" 20
 				warn "$child exited; taking the real node down"

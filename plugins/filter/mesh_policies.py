@@ -132,6 +132,27 @@ def _external_service(s, b):
         }
     b.first.append(_obj(s, "ServiceEntry", s["external_name"], entry))
     b.first.append(_obj(s, "DestinationRule", s["external_name"], origination))
+    # The namespace default-denies egress (role app_namespace): its clients may leave for the
+    # host's port, to the peers external_egress_to names.
+    egress = {
+        "podSelector": {"matchLabels": dict(s.get("external_client_labels") or {"app": "proxy"})},
+        "policyTypes": ["Egress"],
+        "egress": [
+            {
+                "to": list(s.get("external_egress_to") or [{"ipBlock": {"cidr": "0.0.0.0/0"}}]),
+                "ports": [{"protocol": "TCP", "port": int(s["external_port"])}],
+            }
+        ],
+    }
+    b.first.append(
+        _obj(
+            s,
+            "NetworkPolicy",
+            f"external-{s['external_name']}",
+            egress,
+            api_version="networking.k8s.io/v1",
+        )
+    )
     if s["external_route_webserver"] and b.catch_all is None:
         b.catch_all = {
             "name": "external-service",
@@ -419,9 +440,10 @@ POLICY_SETS = {
     ),
     "external-service": PolicySet(
         renders="a ServiceEntry (TLS, DNS) and a TLS-originating DestinationRule for a host"
-        " outside the mesh; with external_route_webserver the catch-all route rewrites every"
-        " request to a file there",
-        shapes="ServiceEntry + DestinationRule `<external_name>`; " + _VS,
+        " outside the mesh, and the NetworkPolicy that lets its clients out to it; with"
+        " external_route_webserver the catch-all route rewrites every request to a file there",
+        shapes="ServiceEntry + DestinationRule `<external_name>`, NetworkPolicy"
+        " `external-<external_name>`; " + _VS,
         render=_external_service,
         reads=(
             "external_name",
@@ -432,6 +454,7 @@ POLICY_SETS = {
             "external_endpoint",
             "external_ca_secret",
             "external_client_labels",
+            "external_egress_to",
         ),
         decides_all_traffic=lambda s: bool(s["external_route_webserver"]),
         no_gateway_api="a route to a ServiceEntry host with TLS origination has no"

@@ -179,6 +179,27 @@ def target_problems(target):
     return [*problems, identity] if identity else problems
 
 
+def api_server_egress(endpoint_slices, service):
+    """The NetworkPolicy egress rule by which pods reach the API server: to the addresses and
+    port of the `kubernetes` Service's endpoints, which is what a NetworkPolicy sees once the
+    Service's address is translated. Without endpoints (an API server advertised on loopback, as
+    the local cluster's, whose node sends the Service's address to its loopback listener): to
+    127.0.0.1 on the Service's target port."""
+    addresses, ports = set(), set()
+    for endpoint_slice in endpoint_slices or []:
+        for endpoint in endpoint_slice.get("endpoints") or []:
+            addresses.update(endpoint.get("addresses") or [])
+        ports.update(p["port"] for p in endpoint_slice.get("ports") or [] if p.get("port"))
+    if not addresses:
+        service_ports = (service or {}).get("spec", {}).get("ports") or [{}]
+        addresses = {"127.0.0.1"}
+        ports = {service_ports[0].get("targetPort") or 6443}
+    return {
+        "to": [{"ipBlock": {"cidr": f"{a}/{128 if ':' in a else 32}"}} for a in sorted(addresses)],
+        "ports": [{"protocol": "TCP", "port": int(p)} for p in sorted(ports)],
+    }
+
+
 def _safe(function):
     def wrapped(*args, **kwargs):
         try:
@@ -197,4 +218,5 @@ class FilterModule:
             "kubeconfig_ca_fingerprint": _safe(kubeconfig_ca_fingerprint),
             "kubeconfig_file_ca_fingerprint": _safe(kubeconfig_file_ca_fingerprint),
             "target_problems": target_problems,
+            "api_server_egress": api_server_egress,
         }

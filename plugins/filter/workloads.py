@@ -32,7 +32,9 @@ OVERRIDABLE = (
 )
 # Per entry only: `enabled` (false leaves the workload out, so a deploy removes it), `sidecar`
 # (false keeps the mesh's proxy out of its pods), `api_read` (resources of the namespace its
-# ServiceAccount may read: [{group: networking.istio.io, resources: [virtualservices]}]).
+# ServiceAccount may read: [{group: networking.istio.io, resources: [virtualservices]}]),
+# `egress` (NetworkPolicy egress rules beyond its upstreams, as a NetworkPolicy writes them:
+# [{to: [<peer>...], ports: [{protocol: TCP, port: 9090}]}]).
 KNOWN_KEYS = frozenset(OVERRIDABLE) | {
     "app",
     "version",
@@ -42,6 +44,7 @@ KNOWN_KEYS = frozenset(OVERRIDABLE) | {
     "enabled",
     "sidecar",
     "api_read",
+    "egress",
 }
 NAME = re.compile(r"^[a-z]([-a-z0-9]{0,40}[a-z0-9])?$")
 VERSION = re.compile(r"^v[0-9]+$")
@@ -86,6 +89,7 @@ def _merged(entry, defaults, images):
     w["selector"] = {"app": entry["app"], "version": entry["version"]}
     w["sidecar"] = _flag(entry.get("sidecar", True))
     w["api_read"] = entry.get("api_read") or []
+    w["egress"] = entry.get("egress") or []
     w["env"] = {
         "PORT": str(w["port"]),
         "BIND_ADDRESS": "0.0.0.0",  # noqa: S104 - a pod's own network namespace
@@ -184,6 +188,13 @@ def workload_problems(entries, defaults, images):
                 f"{where}.api_read={w['api_read']!r}: use a list of {{group: <API group, '' for"
                 " the core group>, resources: [<plural>, ...]}, e.g. {group: networking.istio.io,"
                 " resources: [virtualservices]}."
+            )
+        if not isinstance(w["egress"], list) or any(
+            not isinstance(r, dict) or not r or not set(r) <= {"to", "ports"} for r in w["egress"]
+        ):
+            problems.append(
+                f"{where}.egress={w['egress']!r}: use a list of NetworkPolicy egress rules,"
+                " {to: [<peer>, ...], ports: [{protocol: TCP, port: <port>}, ...]}."
             )
         for key in ("clients", "upstreams"):
             if not isinstance(w[key], list) or any(not isinstance(a, str) for a in w[key]):

@@ -129,6 +129,11 @@ def test_good_entries_have_no_problems():
             IMAGES,
             "['nope'] are not apps",
         ),
+        (
+            [{"app": "view", "version": "v1", "egress": [{"to": [], "port": 9090}]}],
+            {"view": "localhost/view:1"},
+            "use a list of NetworkPolicy egress rules",
+        ),
     ],
 )
 def test_bad_entries_are_named_with_what_to_change(entries, images, says):
@@ -514,6 +519,25 @@ def test_external_service_keeps_the_series_defaults_and_takes_an_endpoint_and_a_
         "mode": "SIMPLE",
         "sni": "raw.githubusercontent.com",
         "credentialName": "standin-ca",
+    }
+
+
+def test_external_service_lets_its_clients_out_on_its_port():
+    objects = mesh_policies_objects(
+        mesh_policies_defaults(sets=["external-service"], external_port=8443)
+    )
+    (policy,) = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    assert policy["apiVersion"] == "networking.k8s.io/v1"
+    assert policy["metadata"]["name"] == "external-github"
+    assert policy["spec"] == {
+        "podSelector": {"matchLabels": {"app": "proxy"}},
+        "policyTypes": ["Egress"],
+        "egress": [
+            {
+                "to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
+                "ports": [{"protocol": "TCP", "port": 8443}],
+            }
+        ],
     }
 
 

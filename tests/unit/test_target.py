@@ -14,6 +14,7 @@ import pytest
 import yaml
 from target import (
     FINGERPRINT,
+    api_server_egress,
     ca_fingerprint,
     kubeconfig_file_ca_fingerprint,
     kubeconfig_path,
@@ -284,3 +285,21 @@ def test_hosts_sharing_a_target_are_named():
     assert problems[0].startswith('Hosts a, b and prod-eu-1 all target context "prod" of')
     assert "host_vars" in problems[0]
     assert problems[-1].startswith("Found: ")
+
+
+def test_api_server_egress_is_where_the_kubernetes_service_leads():
+    endpoint_slices = [
+        {"endpoints": [{"addresses": ["172.18.0.2"]}, {"addresses": ["172.18.0.3"]}],
+         "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}]},
+    ]  # fmt: skip
+    assert api_server_egress(endpoint_slices, {}) == {
+        "to": [{"ipBlock": {"cidr": "172.18.0.2/32"}}, {"ipBlock": {"cidr": "172.18.0.3/32"}}],
+        "ports": [{"protocol": "TCP", "port": 6443}],
+    }
+    # No endpoints (the local cluster: its API server listens on loopback, where the node sends
+    # the Service's address): loopback on the Service's target port.
+    service = {"spec": {"ports": [{"port": 443, "targetPort": 16443}]}}
+    assert api_server_egress([], service) == {
+        "to": [{"ipBlock": {"cidr": "127.0.0.1/32"}}],
+        "ports": [{"protocol": "TCP", "port": 16443}],
+    }
