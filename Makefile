@@ -270,6 +270,11 @@ bench-deploy: venv ## Only the deploy benchmark: no-op deploy (with the mesh pol
 bench-apps: venv ## Only the apps benchmark: ours vs the seed's Node.js pair (needs wrk, node, npm)
 	python bench/apps.py
 
+# Faults under load (bench/faults.py): restarts istiod, the API server and etcd, and the node.
+.PHONY: bench-faults
+bench-faults: venv ## Faults at 50 requests/s through the gateway: istiod down, pods killed, API server and etcd, node restart (needs make deploy)
+	python bench/faults.py
+
 .PHONY: bench-mesh
 bench-mesh: venv ## Only the mesh benchmark: proxy -> webserver with/without sidecars at a fixed rate (fortio; needs `make istio`)
 	python bench/mesh.py

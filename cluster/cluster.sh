@@ -5,6 +5,7 @@
 #   cluster/cluster.sh [--name NAME] down     stop every process it started (none is left behind)
 #   cluster/cluster.sh [--name NAME] status   what runs; for a dead component, where its log is (exit 3 if not all up)
 #   cluster/cluster.sh [--name NAME] clean    down, then delete its state dir (PKI, etcd data, logs)
+#   cluster/cluster.sh [--name NAME] restart COMPONENT...   stop and start those (e.g. kube-apiserver etcd)
 #
 # CLUSTER_NODE_MODE=kwok|real picks the nodes (cluster/node-<mode>/node.sh); default kwok.
 # --name NAME (or CLUSTER_NAME=NAME) is another cluster beside the default one: state in
@@ -211,6 +212,21 @@ cmd_status() {
 	$all_up || return 3
 }
 
+# The named components stopped and started again, the others left running: e.g. the API server
+# and etcd, as a control-plane upgrade or crash does it under running workloads (bench/faults.py).
+cmd_restart() {
+	local name
+	[ $# -gt 0 ] || die "usage: $0 restart COMPONENT... (of: ${COMPONENTS[*]})"
+	for name in "$@"; do
+		[[ " ${COMPONENTS[*]} " == *" $name "* ]] || die "unknown component '$name' (of: ${COMPONENTS[*]})"
+		[ -n "$(component_pid "$name")" ] || die "$name is not running: start the cluster with up"
+	done
+	stop_wave 60 "$@"
+	for name in "${COMPONENTS[@]}"; do
+		[[ " $* " != *" $name "* ]] || start_component "$name"
+	done
+}
+
 cmd_clean() {
 	cmd_down
 	rm -rf "$STATE_DIR"
@@ -222,9 +238,14 @@ up | down | clean)
 	lock_state
 	"cmd_$1"
 	;;
+restart)
+	lock_state
+	shift
+	cmd_restart "$@"
+	;;
 status) cmd_status ;;
 *)
-	echo "usage: $0 [--name NAME] up|down|status|clean" >&2
+	echo "usage: $0 [--name NAME] up|down|status|clean|restart COMPONENT..." >&2
 	exit 2
 	;;
 esac

@@ -22,3 +22,14 @@ def test_the_benchmark_script_loads(script):
         [sys.executable, "-c", load], cwd=REPO, env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_fault_figures_count_failures_and_the_time_to_good_answers_again():
+    sys.path.insert(0, str(REPO / "bench"))
+    from faults import figures
+
+    results = [(t / 10, not 20 <= t <= 35) for t in range(100)]  # failing from 2.0 s to 3.5 s
+    found = figures(results, since=1.5)
+    assert found == {"sent": 100, "failed": 16, "outage": 1.5, "back": 3.6 - 1.5}
+    assert figures([(0.0, True), (0.1, True)], since=0.0)["back"] == 0.0
+    assert figures([(0.0, True), (0.1, False)], since=0.0)["back"] != 0.0  # nan: never back
