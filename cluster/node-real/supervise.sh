@@ -257,27 +257,38 @@ mounts_down() {
 	done
 }
 
+# ---------------------------------------------------------------- API access of host processes
+# The ClusterRole mesh-playground:NAME with the rules on stdin (YAML list), bound to the user of
+# the same name: the CN of the client certificate node.sh issues for that process.
+grant_read() { # name
+	local rules
+	rules=$(sed 's/^/  /')
+	kubectl_admin apply --server-side --field-manager=mesh-playground-node -f - >/dev/null <<-YAML
+		apiVersion: rbac.authorization.k8s.io/v1
+		kind: ClusterRole
+		metadata: {name: "mesh-playground:$1"}
+		rules:
+		$rules
+		---
+		apiVersion: rbac.authorization.k8s.io/v1
+		kind: ClusterRoleBinding
+		metadata: {name: "mesh-playground:$1"}
+		roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "mesh-playground:$1"}
+		subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "mesh-playground:$1"}]
+	YAML
+}
+
 # ---------------------------------------------------------------- CoreDNS (host process)
 # Pods get the bridge address as their nameserver; CoreDNS answers for cluster.local from the
 # API and for nothing else (no forwarding: pods have no business outside this machine).
 coredns_up() {
-	kubectl_admin apply --server-side --field-manager=mesh-playground-node -f - >/dev/null <<-YAML
-		apiVersion: rbac.authorization.k8s.io/v1
-		kind: ClusterRole
-		metadata: {name: "mesh-playground:coredns"}
-		rules:
+	grant_read coredns <<-YAML
 		- apiGroups: [""]
 		  resources: [services, namespaces]
 		  verbs: [list, watch]
 		- apiGroups: [discovery.k8s.io]
 		  resources: [endpointslices]
 		  verbs: [list, watch]
-		---
-		apiVersion: rbac.authorization.k8s.io/v1
-		kind: ClusterRoleBinding
-		metadata: {name: "mesh-playground:coredns"}
-		roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "mesh-playground:coredns"}
-		subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "mesh-playground:coredns"}]
 	YAML
 	cat >"$NODE_DIR/Corefile" <<-COREFILE
 		$CLUSTER_DOMAIN:53 in-addr.arpa:53 ip6.arpa:53 {
@@ -383,11 +394,7 @@ kube_proxy_up() {
 # kube-router's policy controller alone (no routing, no service proxy): it turns NetworkPolicies
 # into iptables chains (KUBE-ROUTER-*, KUBE-POD-FW-*, KUBE-NWPLCY-*) and ipsets, on this node.
 network_policy_up() {
-	kubectl_admin apply --server-side --field-manager=mesh-playground-node -f - >/dev/null <<-YAML
-		apiVersion: rbac.authorization.k8s.io/v1
-		kind: ClusterRole
-		metadata: {name: "mesh-playground:kube-router"}
-		rules:
+	grant_read kube-router <<-YAML
 		- apiGroups: [""]
 		  resources: [namespaces, pods, services, endpoints, nodes]
 		  verbs: [get, list, watch]
@@ -397,12 +404,6 @@ network_policy_up() {
 		- apiGroups: [discovery.k8s.io]
 		  resources: [endpointslices]
 		  verbs: [get, list, watch]
-		---
-		apiVersion: rbac.authorization.k8s.io/v1
-		kind: ClusterRoleBinding
-		metadata: {name: "mesh-playground:kube-router"}
-		roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "mesh-playground:kube-router"}
-		subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "mesh-playground:kube-router"}]
 	YAML
 	spawn kube-router "$KUBE_ROUTER_HOME/bin/kube-router" \
 		--kubeconfig="$CONF_DIR/real-node-kube-router.kubeconfig" --hostname-override="$NODE_NAME" \

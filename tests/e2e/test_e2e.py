@@ -159,43 +159,52 @@ sys.exit("the kubelet port on the node's address is reachable from a pod")
 """
 
 
-def test_pods_reach_cluster_dns_but_not_the_hosts_other_ports(core: client.CoreV1Api) -> None:
-    node = core.list_node(label_selector="mesh-playground.io/node-mode=real").items[0]
-    node_ip = next(a.address for a in node.status.addresses if a.type == "InternalIP")
-    kubelet_port = node.status.daemon_endpoints.kubelet_endpoint.port
+def run_python_pod(
+    core: client.CoreV1Api, namespace: str, labels: dict[str, str], script: str, *args: str
+) -> tuple[str, str]:
+    """Runs `script` with python3 in a pod of `namespace` with `labels`, the webserver's image and
+    no sidecar (it probes the network, not the mesh: a sidecar would accept every connection),
+    until it ends: its phase and log."""
+    name = f"e2e-probe-{uuid.uuid4().hex[:6]}"
     image = (
         core.read_namespaced_pod(sorted(pod_names(core, "app=webserver"))[0], NAMESPACE)
         .spec.containers[0]
         .image
     )
-    name = f"e2e-probe-{uuid.uuid4().hex[:6]}"
     secure = {
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]},
     }
-    core.create_namespaced_pod(NAMESPACE, {
-        # It probes the node's firewall, not the mesh: a sidecar would accept every connection.
-        "metadata": {"name": name, "annotations": {"sidecar.istio.io/inject": "false"}},
+    core.create_namespaced_pod(namespace, {
+        "metadata": {"name": name, "labels": {**labels, "sidecar.istio.io/inject": "false"}},
         "spec": {
             "restartPolicy": "Never",
             "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
                                 "seccompProfile": {"type": "RuntimeDefault"}},
             "containers": [{"name": "probe", "image": image, "imagePullPolicy": "IfNotPresent",
-                            "command": ["python3", "-c", PROBE, node_ip, str(kubelet_port)],
+                            "command": ["python3", "-c", script, *args],
                             "securityContext": secure}],
         },
     })  # fmt: skip
 
     def finished() -> str | None:
-        phase = core.read_namespaced_pod(name, NAMESPACE).status.phase
+        phase = core.read_namespaced_pod(name, namespace).status.phase
         return phase if phase in ("Succeeded", "Failed") else None
 
     try:
-        phase = wait_for(finished, 60, "the probe pod to finish")
-        assert phase == "Succeeded", core.read_namespaced_pod(name, NAMESPACE).status
+        phase = wait_for(finished, 120, f"the probe pod in {namespace} to finish")
+        return phase, core.read_namespaced_pod_log(name, namespace)
     finally:
-        core.delete_namespaced_pod(name, NAMESPACE, grace_period_seconds=0)
+        core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+
+
+def test_pods_reach_cluster_dns_but_not_the_hosts_other_ports(core: client.CoreV1Api) -> None:
+    node = core.list_node(label_selector="mesh-playground.io/node-mode=real").items[0]
+    node_ip = next(a.address for a in node.status.addresses if a.type == "InternalIP")
+    kubelet_port = node.status.daemon_endpoints.kubelet_endpoint.port
+    phase, log = run_python_pod(core, NAMESPACE, {}, PROBE, node_ip, str(kubelet_port))
+    assert phase == "Succeeded", log
 
 
 # 20 TCP connections to host:port, each given 2 s; prints how many opened.
@@ -215,42 +224,10 @@ print(opened)
 def connections_opened(
     core: client.CoreV1Api, namespace: str, labels: dict[str, str], ip: str, port: int
 ) -> int:
-    """How many of 20 TCP connections a pod of `namespace` with `labels` (and no sidecar, which
-    would accept every connection itself) opens to ip:port."""
-    name = f"e2e-connect-{uuid.uuid4().hex[:6]}"
-    secure = {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "capabilities": {"drop": ["ALL"]},
-    }
-    image = (
-        core.read_namespaced_pod(sorted(pod_names(core, "app=webserver"))[0], NAMESPACE)
-        .spec.containers[0]
-        .image
-    )
-    core.create_namespaced_pod(namespace, {
-        "metadata": {"name": name, "labels": {**labels, "sidecar.istio.io/inject": "false"}},
-        "spec": {
-            "restartPolicy": "Never",
-            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
-                                "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [{"name": "connect", "image": image, "imagePullPolicy": "IfNotPresent",
-                            "command": ["python3", "-c", CONNECT, ip, str(port)],
-                            "securityContext": secure}],
-        },
-    })  # fmt: skip
-
-    def finished() -> str | None:
-        phase = core.read_namespaced_pod(name, namespace).status.phase
-        return phase if phase in ("Succeeded", "Failed") else None
-
-    try:
-        phase = wait_for(finished, 120, f"the connecting pod in {namespace} to finish")
-        log = core.read_namespaced_pod_log(name, namespace)
-        assert phase == "Succeeded", log
-        return int(log.strip())
-    finally:
-        core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+    """How many of 20 TCP connections a pod of `namespace` with `labels` opens to ip:port."""
+    phase, log = run_python_pod(core, namespace, labels, CONNECT, ip, str(port))
+    assert phase == "Succeeded", log
+    return int(log.strip())
 
 
 def test_network_policies_admit_only_the_proxy_to_a_webserver(core: client.CoreV1Api) -> None:
