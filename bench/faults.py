@@ -218,7 +218,7 @@ def restart_node(notes, url):
     """Down, then up: returns when `up` began (the 3 minutes count from there)."""
     started = time.monotonic()
     run(str(REPO / "cluster" / "cluster.sh"), "down")
-    notes.append(f"down took {time.monotonic() - started:.0f} s")
+    notes.append(f"down took {time.monotonic() - started:.0f} s, left {leftovers()}")
     up = time.monotonic()
     run(str(REPO / "cluster" / "cluster.sh"), "up", timeout=900)
     notes.append(f"up took {time.monotonic() - up:.0f} s")
@@ -235,6 +235,14 @@ def answers(url):
             return answer.status == 200 and "with code 200" in answer.read().decode()
     except (OSError, urllib.error.URLError):
         return False
+
+
+def leftovers():
+    """What of the node's network policy is left on the host: iptables chains, ipsets, process."""
+    chains = run("iptables-save", check=False).stdout.count(":KUBE-")
+    sets = [n for n in run("ipset", "list", "-name", check=False).stdout.split() if "KUBE-" in n]
+    process = run("pgrep", "-f", "bin/kube-router", check=False).stdout.split()
+    return f"{chains} KUBE-* chains, {len(sets)} ipsets, {len(process)} kube-router processes"
 
 
 def view_answers():
