@@ -186,27 +186,27 @@ build_coredns() {
 	build_main "$home" coredns "github.com/coredns/coredns@$COREDNS_VERSION" "-s -w" "$started"
 }
 
-# kube-router's own command, built against its published requirements with KUBE_ROUTER_RAISE's
-# versions instead of the older ones it pins (a wrapper module, as for Kubernetes).
+# kube-router's NetworkPolicy controller alone: a main of our own (cluster/node-real/netpol/,
+# the controller's package as k3s embeds it) built against kube-router's published requirements,
+# with KUBE_ROUTER_RAISE's versions instead of the older ones it pins.
 build_kube_router() {
-	local home=$KUBE_ROUTER_HOME src=$KUBE_ROUTER_HOME/src started=$SECONDS pkg
-	pkg=github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
+	local home=$KUBE_ROUTER_HOME src=$KUBE_ROUTER_HOME/src started=$SECONDS
 	if have_build "$home" kube-router; then
 		info "kube-router $KUBE_ROUTER_VERSION: reusing $home/bin"
 		return
 	fi
 	require_go
-	info "building kube-router $KUBE_ROUTER_VERSION (its NetworkPolicy controller runs on the real node) into $home/bin (~2 min cold on 2 cores)"
+	info "building kube-router $KUBE_ROUTER_VERSION's NetworkPolicy controller into $home/bin (~2 min cold on 2 cores)"
 	rm -rf "$src" && mkdir -p "$src"
+	cp "$CLUSTER_DIR/node-real/netpol/main.go" "$src/"
 	cd "$src"
 	printf 'module localbuild/kube-router\n\ngo %s\n' "$GO_MIN_VERSION" >go.mod
-	printf '//go:build tools\n\npackage tools\n\nimport _ "%s"\n' "$pkg" >tools.go
 	go mod edit -require="github.com/cloudnativelabs/kube-router/v2@$KUBE_ROUTER_VERSION"
 	info "resolving modules (downloads on first run)"
-	GOFLAGS=-mod=mod go mod tidy -e 2>&1 | grep -v '^go: downloading' | tail -5 || true
+	GOFLAGS=-mod=mod go mod tidy 2>&1 | grep -v '^go: downloading' | tail -5 || true
 	# shellcheck disable=SC2086 # a list of module@version
-	GOFLAGS=-mod=mod go get $KUBE_ROUTER_RAISE 2>&1 | grep -v '^go: downloading' | tail -5 || true
-	go_build "$home" "kube-router" -tags tools -ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" "$pkg"
+	GOFLAGS=-mod=mod go get $KUBE_ROUTER_RAISE 2>&1 | grep -v '^go: \(downloading\|upgraded\)' | tail -5 || true
+	go_build "$home" "kube-router" -ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" .
 	write_build_info "$home" "$KUBE_ROUTER_VERSION" $((SECONDS - started))
 	info "kube-router $KUBE_ROUTER_VERSION built in $(fmt_duration $((SECONDS - started)))"
 }

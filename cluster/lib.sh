@@ -31,8 +31,11 @@ K8S_HOME=$CACHE_DIR/k8s/$KUBERNETES_VERSION
 ETCD_HOME=$CACHE_DIR/etcd/$ETCD_VERSION
 KWOK_HOME=$CACHE_DIR/kwok/$KWOK_VERSION
 COREDNS_HOME=$CACHE_DIR/coredns/$COREDNS_VERSION
-# Keyed by the raised dependencies too: another set is another build.
-KUBE_ROUTER_HOME=$CACHE_DIR/kube-router/$KUBE_ROUTER_VERSION-$(printf '%s' "$KUBE_ROUTER_RAISE" | sha256sum | cut -c1-8)
+# Keyed by the raised dependencies and our main too: another of either is another build.
+KUBE_ROUTER_HOME=$CACHE_DIR/kube-router/$KUBE_ROUTER_VERSION-$({
+	printf '%s\n' "$KUBE_ROUTER_RAISE"
+	cat "$CLUSTER_DIR/node-real/netpol/main.go"
+} | sha256sum | cut -c1-8)
 
 # ---------------------------------------------------------------- the cluster instance
 # A checkout runs its default cluster and, beside it, named ones (CLUSTER_NAME=second, or

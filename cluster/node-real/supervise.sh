@@ -391,8 +391,9 @@ kube_proxy_up() {
 }
 
 # ---------------------------------------------------------------- NetworkPolicy
-# kube-router's policy controller alone (no routing, no service proxy): it turns NetworkPolicies
-# into iptables chains (KUBE-ROUTER-*, KUBE-POD-FW-*, KUBE-NWPLCY-*) and ipsets, on this node.
+# kube-router's policy controller alone (built from cluster/node-real/netpol/: no routing, no
+# service proxy): it turns NetworkPolicies into iptables chains (KUBE-ROUTER-*, KUBE-POD-FW-*,
+# KUBE-NWPLCY-*) and ipsets, on this node.
 network_policy_up() {
 	grant_read kube-router <<-YAML
 		- apiGroups: [""]
@@ -407,7 +408,6 @@ network_policy_up() {
 	YAML
 	spawn kube-router "$KUBE_ROUTER_HOME/bin/kube-router" \
 		--kubeconfig="$CONF_DIR/real-node-kube-router.kubeconfig" --hostname-override="$NODE_NAME" \
-		--run-firewall=true --run-router=false --run-service-proxy=false --run-loadbalancer=false \
 		--service-cluster-ip-range="$SERVICE_CIDR" --health-port="$KUBE_ROUTER_HEALTH_PORT" --metrics-port=0
 	wait_until kube-router 60 "kube-router healthz" curl -sf "http://127.0.0.1:$KUBE_ROUTER_HEALTH_PORT/healthz"
 }
