@@ -120,12 +120,17 @@ build_kubernetes() {
 }
 
 # A main of our own (main.go, written by the caller in the current directory) built against the
-# published requirements of module@version into HOME/bin/BINARY.
-build_main() { # home binary module@version ldflags started
-	local home=$1 binary=$2 module=$3 ldflags=$4 started=$5
+# published requirements of module@version into HOME/bin/BINARY; RAISE (module@version ...)
+# replaces the versions it pins of those modules.
+build_main() { # home binary module@version ldflags started [raise]
+	local home=$1 binary=$2 module=$3 ldflags=$4 started=$5 raise=${6:-}
 	printf 'module localbuild/%s\n\ngo %s\n' "$binary" "$GO_MIN_VERSION" >go.mod
 	go mod edit -require="$module"
 	GOFLAGS=-mod=mod go mod tidy 2>&1 | grep -v '^go: downloading' | tail -5 || true
+	if [ -n "$raise" ]; then
+		# shellcheck disable=SC2086 # a list of module@version
+		GOFLAGS=-mod=mod go get $raise 2>&1 | grep -v '^go: \(downloading\|upgraded\)' | tail -5 || true
+	fi
 	mkdir -p "$home"
 	go_build "$home" "$binary" -ldflags "$ldflags" .
 	write_build_info "$home" "${module#*@}" $((SECONDS - started))
@@ -200,15 +205,9 @@ build_kube_router() {
 	rm -rf "$src" && mkdir -p "$src"
 	cp "$CLUSTER_DIR/node-real/netpol/main.go" "$src/"
 	cd "$src"
-	printf 'module localbuild/kube-router\n\ngo %s\n' "$GO_MIN_VERSION" >go.mod
-	go mod edit -require="github.com/cloudnativelabs/kube-router/v2@$KUBE_ROUTER_VERSION"
-	info "resolving modules (downloads on first run)"
-	GOFLAGS=-mod=mod go mod tidy 2>&1 | grep -v '^go: downloading' | tail -5 || true
-	# shellcheck disable=SC2086 # a list of module@version
-	GOFLAGS=-mod=mod go get $KUBE_ROUTER_RAISE 2>&1 | grep -v '^go: \(downloading\|upgraded\)' | tail -5 || true
-	go_build "$home" "kube-router" -ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" .
-	write_build_info "$home" "$KUBE_ROUTER_VERSION" $((SECONDS - started))
-	info "kube-router $KUBE_ROUTER_VERSION built in $(fmt_duration $((SECONDS - started)))"
+	build_main "$home" kube-router "github.com/cloudnativelabs/kube-router/v2@$KUBE_ROUTER_VERSION" \
+		"-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" \
+		"$started" "$KUBE_ROUTER_RAISE"
 }
 
 build_kwok() {
