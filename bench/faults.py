@@ -26,7 +26,6 @@ webserver, proxy, control-plane, node.
 
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -36,19 +35,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import paths  # first: the test helpers below are found through it
 from mesh import table
+from polling import wait_for
+from realnode_shell import CLUSTER_SH, kubectl, run
 
 REPO = paths.REPO
-KUBECTL = [
-    str(REPO / ".cluster" / "bin" / "kubectl"),
-    "--kubeconfig",
-    str(REPO / ".cluster" / "kubeconfig"),
-]
-ENV = dict(
-    os.environ,
-    CLUSTER_NODE_MODE="real",
-    PATH=f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}",
-    ANSIBLE_NOCOLOR="1",
-)
 RPS = int(os.environ.get("BENCH_FAULT_RPS", "50"))
 AFTER = int(os.environ.get("BENCH_FAULT_AFTER", "30"))
 ISTIOD_DOWN = int(os.environ.get("BENCH_ISTIOD_DOWN", "60"))
@@ -61,31 +51,7 @@ KINDS = ",".join((
 ))  # fmt: skip
 OWN_NAMESPACES = (NAMESPACE, "istio-system", "istio-ingress", "mesh-observability")
 NODE_BACK_LIMIT = 180
-
-
-def run(*cmd, check=True, timeout=900):
-    result = subprocess.run(
-        list(cmd), cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if check and result.returncode != 0:
-        output = result.stdout[-3000:] + result.stderr[-3000:]
-        sys.exit(f"{' '.join(cmd)} failed ({result.returncode}):\n{output}")
-    return result
-
-
-def kubectl(*args, check=True):
-    return run(*KUBECTL, *args, check=check)
-
-
-def poll(what, check, timeout):
-    """check() until it is truthy (returned), or exit after `timeout` s saying what failed."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(1)
-    sys.exit(f"not within {timeout} s: {what}")
+URL_SH = str(REPO / "cluster" / "node-real" / "url.sh")
 
 
 class Load:
@@ -140,7 +106,7 @@ def figures(results, since):
 
 
 def pods(selector, namespace=NAMESPACE):
-    out = kubectl("-n", namespace, "get", "pods", "-l", selector, "-o", "json").stdout
+    out = kubectl("-n", namespace, "get", "pods", "-l", selector, "-o", "json")
     return [p for p in json.loads(out)["items"] if not p["metadata"].get("deletionTimestamp")]
 
 
@@ -155,7 +121,7 @@ def sidecar_retries_5xx(on):
     proxy = pods("app=proxy")[0]["metadata"]["name"]
     dump = kubectl("-n", NAMESPACE, "exec", proxy, "-c", "istio-proxy", "--",
                    "pilot-agent", "request", "GET", "config_dump?resource=dynamic_route_configs",
-                   check=False).stdout  # fmt: skip
+                   check=False)  # fmt: skip
     return ('"retry_on": "5xx"' in dump) == on
 
 
@@ -164,13 +130,13 @@ def policies(*extra_sets):
     if extra_sets:
         args += ["-e", json.dumps({"mesh_policies_sets": ["subsets", "split", *extra_sets]})]
     run(*args)
-    poll(f"the proxy's sidecar {'with' if extra_sets else 'without'} retry-5xx",
-         lambda: sidecar_retries_5xx(bool(extra_sets)), 60)  # fmt: skip
+    wait_for(lambda: sidecar_retries_5xx(bool(extra_sets)), 60,
+             f"the proxy's sidecar {'with' if extra_sets else 'without'} retry-5xx", 1)  # fmt: skip
 
 
 def istiod_down(_notes):
     kubectl("-n", "istio-system", "scale", "deployment/istiod", "--replicas=0")
-    poll("istiod's pod gone", lambda: not pods("app=istiod", "istio-system"), 120)
+    wait_for(lambda: not pods("app=istiod", "istio-system"), 120, "istiod's pod gone", 1)
     time.sleep(ISTIOD_DOWN)  # the fault's duration, not a wait for something to happen
     kubectl("-n", "istio-system", "scale", "deployment/istiod", "--replicas=1")
     kubectl("-n", "istio-system", "rollout", "status", "deployment/istiod", "--timeout=300s")
@@ -194,20 +160,17 @@ def delete_proxy(_notes):
     def replaced():
         return any(ready(p) for p in pods("app=proxy") if p["metadata"]["name"] != old)
 
-    poll("a new proxy pod Ready", replaced, 180)
+    wait_for(replaced, 180, "a new proxy pod Ready", 1)
 
 
 def restart_control_plane(_notes):
-    run(str(REPO / "cluster" / "cluster.sh"), "restart", "kube-apiserver", "etcd")
+    run(str(CLUSTER_SH), "restart", "kube-apiserver", "etcd")
 
 
 def uids():
     found = {}
     for namespace in OWN_NAMESPACES:
-        out = (
-            kubectl("-n", namespace, "get", KINDS, "-o", "json", check=False).stdout
-            or '{"items": []}'
-        )
+        out = kubectl("-n", namespace, "get", KINDS, "-o", "json", check=False) or '{"items": []}'
         for item in json.loads(out)["items"]:
             meta = item["metadata"]
             found[(item["kind"], namespace, meta["name"])] = meta["uid"]
@@ -217,10 +180,10 @@ def uids():
 def restart_node(notes, url):
     """Down, then up: returns when `up` began (the 3 minutes count from there)."""
     started = time.monotonic()
-    run(str(REPO / "cluster" / "cluster.sh"), "down")
+    run(str(CLUSTER_SH), "down")
     notes.append(f"down took {time.monotonic() - started:.0f} s, left {leftovers()}")
     up = time.monotonic()
-    run(str(REPO / "cluster" / "cluster.sh"), "up", timeout=900)
+    run(str(CLUSTER_SH), "up")
     notes.append(f"up took {time.monotonic() - up:.0f} s")
     # The window goes on until the apps answer again (or the limit is past).
     deadline = up + NODE_BACK_LIMIT
@@ -247,7 +210,7 @@ def leftovers():
 
 def view_answers():
     """The live view's graph, read from Prometheus and the API without an error."""
-    observe = run(str(REPO / "cluster" / "node-real" / "url.sh"), "--observe", check=False).stdout
+    observe = run(URL_SH, "--observe", check=False).stdout
     view = next(
         (line.split()[-1] for line in observe.splitlines() if line.startswith("live view")), ""
     )
@@ -278,7 +241,7 @@ def measure(url, name, fault, rows, expect, note=""):
 
 
 def main(chosen):
-    url = run(str(REPO / "cluster" / "node-real" / "url.sh")).stdout.strip()
+    url = run(URL_SH).stdout.strip()
     if not url.startswith("http://"):
         sys.exit(f"no gateway URL ({url!r}): deploy the playground first (make deploy)")
     rows, held = [], []
@@ -310,7 +273,9 @@ def main(chosen):
         after = uids()
         same = before == after
         rows[-1][-1] += f"; {len(after)} objects, {'same UIDs' if same else 'UIDs CHANGED'}"
-        view = poll("the live view answering without an error", view_answers, NODE_BACK_LIMIT)
+        view = wait_for(
+            view_answers, NODE_BACK_LIMIT, "the live view answering without an error", 1
+        )
         rows[-1][-1] += "; the live view answers" if view else ""
         held.append(same)
     print(f"\nFaults under load: {RPS} requests/s to the ingress gateway ({url}), a new"

@@ -17,45 +17,22 @@ running and stops it again; leaves the apps deployed only if they were deployed 
 
 import os
 import re
-import subprocess
 import sys
 import time
 
 import paths  # first: the test helpers below are found through it
 from caches import cache_root
+from realnode_shell import CLUSTER_SH, kubectl, run
 
 REPO = paths.REPO
-CLUSTER_SH = REPO / "cluster" / "cluster.sh"
-KUBECTL = REPO / ".cluster" / "bin" / "kubectl"
-KUBECONFIG = REPO / ".cluster" / "kubeconfig"
 BUILDAH_ROOT = cache_root() / "images" / "buildah-storage"
 SECONDS = int(os.environ.get("BENCH_REALNODE_SECONDS", "10"))
-ENV = dict(
-    os.environ,
-    CLUSTER_NODE_MODE="real",
-    PATH=f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}",
-    ANSIBLE_NOCOLOR="1",
-)
-
-
-def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(argv, cwd=REPO, env=ENV, capture_output=True, text=True, check=False)
-    if check and result.returncode != 0:
-        sys.exit(f"{' '.join(argv)} failed:\n{result.stdout[-2000:]}{result.stderr[-3000:]}")
-    return result
 
 
 def timed(*argv: str) -> float:
     started = time.monotonic()
     run(*argv)
     return time.monotonic() - started
-
-
-def kubectl(*args: str, check: bool = True) -> str:
-    return run(
-        str(KUBECTL), "--kubeconfig", str(KUBECONFIG), "--context", "mesh-playground", *args,
-        check=check,
-    ).stdout  # fmt: skip
 
 
 def deployed() -> bool:
