@@ -117,6 +117,7 @@ def _external_service(s, b):
         "ports": [{"number": s["external_port"], "name": "tls", "protocol": "TLS"}],
         "resolution": "DNS",
     }
+    clients = {"matchLabels": dict(s.get("external_client_labels") or {"app": "proxy"})}
     tls = {"mode": "SIMPLE"}
     if s.get("external_endpoint"):
         # Connections go to the endpoint; SNI and the certificate check keep the host.
@@ -127,15 +128,13 @@ def _external_service(s, b):
         tls["credentialName"] = s["external_ca_secret"]
         # Istio reads credentialName in sidecars only from a DestinationRule with a
         # workloadSelector; without one it drops the TLS settings (plaintext).
-        origination["workloadSelector"] = {
-            "matchLabels": dict(s.get("external_client_labels") or {"app": "proxy"})
-        }
+        origination["workloadSelector"] = clients
     b.first.append(_obj(s, "ServiceEntry", s["external_name"], entry))
     b.first.append(_obj(s, "DestinationRule", s["external_name"], origination))
     # The namespace default-denies egress (role app_namespace): its clients may leave for the
     # host's port, to the peers external_egress_to names.
     egress = {
-        "podSelector": {"matchLabels": dict(s.get("external_client_labels") or {"app": "proxy"})},
+        "podSelector": copy.deepcopy(clients),
         "policyTypes": ["Egress"],
         "egress": [
             {
